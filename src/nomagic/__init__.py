@@ -1,0 +1,35 @@
+"""nomagic: deep learning with no magic. Neurons, graphs of neurons, engines that run them."""
+
+from .activations import ACTIVATIONS, get_activation
+from .errors import (
+    EmptyDataError,
+    EngineError,
+    GraphError,
+    InvalidInputError,
+    LabelError,
+    MissingDependencyError,
+    ModelFileError,
+    NomagicError,
+    NonFiniteError,
+    ParamsError,
+    ShapeError,
+    UnknownNameError,
+)
+from .graph import Block, Layer, Network, Population
+from .layers import Stage, dense, inputs
+from .losses import LOSSES, get_loss
+from .files import load
+from .optimizers import Adam, OptState, Optimizer, SGD, adam, sgd
+from .params import Params
+from .training import EarlyStopping, Model, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "LOSSES", "Block", "EmptyDataError", "EngineError", "GraphError",
+    "InvalidInputError", "LabelError", "Layer", "MissingDependencyError", "ModelFileError",
+    "Network", "NomagicError", "NonFiniteError", "Params", "ParamsError", "Population",
+    "ShapeError", "Stage", "UnknownNameError", "dense", "get_activation", "get_loss", "inputs",
+    "__version__", "load", "Adam", "OptState", "Optimizer", "SGD", "adam", "sgd",
+    "EarlyStopping", "Model", "fit",
+]
