@@ -1,6 +1,7 @@
 """nomagic: deep learning with no magic. Neurons, graphs of neurons, engines that run them."""
 
 from .activations import ACTIVATIONS, get_activation
+from .builder import GraphBuilder, NeuronRef
 from .errors import (
     EmptyDataError,
     EngineError,
@@ -20,7 +21,9 @@ from .layers import Stage, dense, inputs
 from .losses import LOSSES, get_loss
 from .files import load
 from .optimizers import Adam, OptState, Optimizer, SGD, adam, sgd
+from .neuron import Neuron
 from .params import Params
+from .recurrent import gru, lstm, recurrent
 from .training import EarlyStopping, Model, fit
 
 __version__ = "0.1.0"
@@ -31,5 +34,5 @@ __all__ = [
     "Network", "NomagicError", "NonFiniteError", "Params", "ParamsError", "Population",
     "ShapeError", "Stage", "UnknownNameError", "dense", "get_activation", "get_loss", "inputs",
     "__version__", "load", "Adam", "OptState", "Optimizer", "SGD", "adam", "sgd",
-    "EarlyStopping", "Model", "fit",
+    "EarlyStopping", "Model", "fit", "GraphBuilder", "NeuronRef", "Neuron", "gru", "lstm", "recurrent",
 ]

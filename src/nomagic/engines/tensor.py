@@ -45,7 +45,7 @@ class Plan:
         segments: list[Segment] = []
         by_layer: dict[str, Segment] = {}
         for p in pops:
-            key = p.layer
+            key = (p.layer, p.name in self.step_pops)
             if key not in by_layer:
                 by_layer[key] = Segment([], False)
                 segments.append(by_layer[key])
@@ -56,7 +56,7 @@ class Plan:
                if b.source != self.input):
             steps = [p for p in pops if p.name in self.step_pops]
             rest = [s for s in segments if not any(p.name in self.step_pops for p in s.pops)]
-            segments = [Segment(steps, True)] + rest
+            segments = [Segment(steps, True)] + rest  # static populations come after every step
         for seg in segments:
             names = {p.name for p in seg.pops}
             seg.stepped = any(b.recurrent and b.source in names
