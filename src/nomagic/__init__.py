@@ -16,12 +16,12 @@ from .errors import (
     ShapeError,
     UnknownNameError,
 )
+from .files import load
 from .graph import Block, Layer, Network, Population
 from .layers import Stage, dense, inputs
 from .losses import LOSSES, get_loss
-from .files import load
-from .optimizers import Adam, OptState, Optimizer, SGD, adam, sgd
 from .neuron import Neuron
+from .optimizers import SGD, Adam, Optimizer, OptState, adam, sgd
 from .params import Params
 from .recurrent import gru, lstm, recurrent
 from .training import EarlyStopping, Model, fit

@@ -6,8 +6,8 @@ gradient with respect to its input ``z`` (for element-wise functions: ``da * f'(
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

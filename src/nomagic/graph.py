@@ -12,8 +12,9 @@ Engines run networks; a ``Network`` itself only describes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,7 @@ class Network:
         raise AttributeError("a Network is immutable: build a new one with the pipe |")
 
     # -- the pipe ---------------------------------------------------------------------------
-    def __or__(self, stage: Callable[["Network"], "Network"]) -> "Network":
+    def __or__(self, stage: Callable[[Network], Network]) -> Network:
         if not callable(stage):
             raise GraphError(
                 f"the right side of | must be a layer builder such as nm.dense(8); got {stage!r}"
@@ -417,7 +418,7 @@ class Network:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Network":
+    def from_dict(cls, d: Mapping) -> Network:
         """Rebuild a network from ``to_dict``'s description (raises GraphError if malformed)."""
         try:
             pops = [Population(name=str(p["name"]), size=int(p["size"]),

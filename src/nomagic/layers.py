@@ -7,7 +7,7 @@ A builder is a ``Stage``: a function from a network to a bigger network. ``net |
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .activations import get_activation
 from .errors import GraphError, InvalidInputError
@@ -27,7 +27,7 @@ class Stage:
                              f"nm.inputs(4) | {self._label}")
         return self._fn(net)
 
-    def __or__(self, other: Callable[[Network], Network]) -> "Stage":
+    def __or__(self, other: Callable[[Network], Network]) -> Stage:
         if not callable(other):
             raise GraphError(f"cannot pipe into {other!r}: not a layer builder")
         return Stage(lambda net: other(self(net)), f"{self._label} | {other!r}")

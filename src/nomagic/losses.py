@@ -8,8 +8,8 @@ natural partner (sigmoid for binary cross-entropy, softmax for cross-entropy) th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

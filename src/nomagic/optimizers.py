@@ -6,8 +6,8 @@ copies, and ``nm.fit`` runs it in place on the engine's own buffers (same number
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -37,7 +36,7 @@ class Params(Mapping):
         object.__setattr__(self, "_arrays", frozen)
 
     @classmethod
-    def _adopt(cls, arrays: dict[str, np.ndarray]) -> "Params":
+    def _adopt(cls, arrays: dict[str, np.ndarray]) -> Params:
         """Wrap arrays this module owns without copying (they are made read-only)."""
         self = cls.__new__(cls)
         for a in arrays.values():
@@ -67,11 +66,11 @@ class Params(Mapping):
     def dtype(self) -> np.dtype:
         return next(iter(self._arrays.values())).dtype if self._arrays else np.dtype(np.float32)
 
-    def astype(self, dtype) -> "Params":
+    def astype(self, dtype) -> Params:
         dt = as_dtype(dtype)
         return Params._adopt({k: v.astype(dt) for k, v in self._arrays.items()})
 
-    def replace(self, **arrays) -> "Params":
+    def replace(self, **arrays) -> Params:
         """New Params with some arrays replaced (keys must exist)."""
         unknown = set(arrays) - set(self._arrays)
         if unknown:

@@ -50,7 +50,7 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:
