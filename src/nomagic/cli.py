@@ -1,0 +1,89 @@
+"""The ``nomagic`` command line. Errors print one line on stderr and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import NomagicError
+
+
+def _digits(args: argparse.Namespace) -> int:
+    from . import fit, optimizers
+    from .digits import digits_network, load_digits_split
+
+    data = load_digits_split(seed=args.seed)
+    net = digits_network()
+    print(f"training {net} on {len(data.X_train)} digits ({args.engine} engine)")
+    model = fit(net, data.X_train, data.y_train, loss="cross_entropy",
+                optimizer=optimizers.adam(args.lr), epochs=args.epochs, batch_size=args.batch_size,
+                seed=args.seed, engine=args.engine, validation_split=0.1, verbose=args.progress)
+    scores = model.evaluate(data.X_test, data.y_test)
+    last = model.history[-1]
+    print(f"epochs {last['epoch']}  train loss {last['loss']:.4f}  "
+          f"validation accuracy {last.get('val_accuracy', float('nan')):.4f}")
+    print(f"test accuracy {scores['accuracy']:.4f} on {len(data.X_test)} held-out digits")
+    if args.save:
+        model.save(args.save)
+        print(f"saved the model to {args.save}")
+    if args.plot:
+        from .plots import save_loss_curve
+
+        save_loss_curve(model.history, args.plot, title="digits: loss per epoch")
+        print(f"drew the loss curve to {args.plot}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="nomagic", description="Deep learning with no magic.")
+    parser.add_argument("--version", action="version", version=f"nomagic {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("digits", help="train a 64-128-128-10 network on the digits data and "
+                                      "print its test accuracy")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", default="tensor")
+    p.add_argument("--save", metavar="FILE", help="save the trained model")
+    p.add_argument("--plot", metavar="FILE", help="draw the loss curve (SVG)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress bars (default: when on a terminal)")
+    p.set_defaults(func=_digits)
+
+    p = sub.add_parser("bench", help="run the benchmarks and print the comparison table",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except NomagicError as exc:
+        print(f"nomagic: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nomagic: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
