@@ -2,6 +2,7 @@
 
 from .activations import ACTIVATIONS, get_activation
 from .builder import GraphBuilder, NeuronRef
+from .datasets import Weather, load_weather, windows
 from .errors import (
     EmptyDataError,
     EngineError,
@@ -21,9 +22,11 @@ from .graph import Block, Layer, Network, Population
 from .layers import Stage, dense, inputs
 from .losses import LOSSES, get_loss
 from .neuron import Neuron
+from .onnx_export import export_onnx
 from .optimizers import SGD, Adam, Optimizer, OptState, adam, sgd
 from .params import Params
 from .recurrent import gru, lstm, recurrent
+from .torch_convert import from_torch_state_dict, to_torch_state_dict, torch_module
 from .training import EarlyStopping, Model, fit
 
 __version__ = "0.1.0"
@@ -35,4 +38,6 @@ __all__ = [
     "ShapeError", "Stage", "UnknownNameError", "dense", "get_activation", "get_loss", "inputs",
     "__version__", "load", "Adam", "OptState", "Optimizer", "SGD", "adam", "sgd",
     "EarlyStopping", "Model", "fit", "GraphBuilder", "NeuronRef", "Neuron", "gru", "lstm", "recurrent",
+    "export_onnx",
+    "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",
 ]
