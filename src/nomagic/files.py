@@ -1,8 +1,8 @@
 """Model files: one safetensors file whose metadata holds the JSON topology.
 
 ``model.save(path)`` / ``nm.load(path)``. The file is data only (JSON and raw arrays): loading
-never executes code. A SHA-256 checksum over topology and tensors catches tampering and
-truncation; a version field lets later releases read older files.
+never executes code. A SHA-256 checksum over all metadata (topology, loss, history) and all
+tensors catches tampering and truncation; a version field lets later releases read older files.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import json
 
 import numpy as np
 
-from .errors import GraphError, ModelFileError, NomagicError
+from .errors import ModelFileError, NomagicError
 from .graph import Network
+from .losses import get_loss
 from .params import Params
 from .safetensors import load_file, save_file
 
@@ -21,8 +22,10 @@ FORMAT = "nomagic-model"
 VERSION = "1"
 
 
-def _checksum(network_json: str, tensors) -> str:
-    h = hashlib.sha256(network_json.encode())
+def _checksum(meta, tensors) -> str:
+    """SHA-256 over every metadata entry but the checksum itself, then every tensor."""
+    fields = {k: v for k, v in meta.items() if k != "checksum"}
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     for k in sorted(tensors):
         a = np.ascontiguousarray(tensors[k])
         h.update(k.encode())
@@ -46,8 +49,8 @@ def save(model, path) -> None:
         "loss": model.loss,
         "history": json.dumps(model.history),
         "info": json.dumps(dict(model.info), default=str),
-        "checksum": _checksum(network_json, tensors),
     }
+    meta["checksum"] = _checksum(meta, tensors)
     save_file(path, tensors, meta)
 
 
@@ -61,15 +64,18 @@ def load(path):
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{path} has format version {meta.get('version')!r}; this nomagic "
                              f"reads version {VERSION}")
-    network_json = meta.get("network", "")
-    if meta.get("checksum") != _checksum(network_json, tensors):
+    if meta.get("checksum") != _checksum(meta, tensors):
         raise ModelFileError(f"{path} fails its checksum: the file was changed or damaged")
     try:
-        net = Network.from_dict(json.loads(network_json))
+        net = Network.from_dict(json.loads(meta.get("network", "")))
         history = json.loads(meta.get("history", "[]"))
         info = json.loads(meta.get("info", "{}"))
-    except (json.JSONDecodeError, GraphError) as exc:
-        raise ModelFileError(f"{path} holds a malformed network description: {exc}") from None
+        loss = get_loss(meta.get("loss", "mse")).name
+    except (json.JSONDecodeError, RecursionError, NomagicError) as exc:
+        raise ModelFileError(f"{path} holds a malformed model description: {exc}") from None
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) \
+            or not isinstance(info, dict):
+        raise ModelFileError(f"{path} holds a malformed training history")
     expected = {s.key: s.shape for s in net.param_specs()}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -86,4 +92,4 @@ def load(path):
         if not np.all(np.isfinite(tensors[k])):
             raise ModelFileError(f"{path}: tensor {k!r} holds NaN or infinity")
     params = Params._adopt({s.key: tensors[s.key] for s in net.param_specs()})
-    return Model(net, params, history, meta.get("loss", "mse"), info)
+    return Model(net, params, history, loss, info)

@@ -8,6 +8,7 @@ strings, then the raw little-endian tensor bytes. Data only: reading never runs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -18,8 +19,10 @@ import numpy as np
 
 from .errors import InvalidInputError, ModelFileError
 
-_DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "I64": np.dtype("<i8"),
-           "I32": np.dtype("<i4"), "U8": np.dtype("u1"), "BOOL": np.dtype("?")}
+_DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+           "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+           "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+           "BOOL": np.dtype("?")}
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -82,7 +85,7 @@ def loads(data: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dic
         raise ModelFileError(f"{source} is truncated or not a safetensors file (header length {n})")
     try:
         header = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{source} has a corrupt header: {exc}") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{source} has a corrupt header: not a JSON object")
@@ -93,15 +96,18 @@ def loads(data: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dic
     tensors: dict[str, np.ndarray] = {}
     spans = []
     for name, info in header.items():
-        try:
-            dt = _DTYPES[info["dtype"]]
-            shape = tuple(int(s) for s in info["shape"])
-            start, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{source}: tensor {name!r} has a malformed entry") from None
+        if not isinstance(info, dict) or not _int_list(info.get("shape")) \
+                or not _int_list(info.get("data_offsets")) or len(info["data_offsets"]) != 2:
+            raise ModelFileError(f"{source}: tensor {name!r} has a malformed entry")
+        if info.get("dtype") not in _DTYPES:
+            raise ModelFileError(f"{source}: tensor {name!r} has dtype {info.get('dtype')!r}, which "
+                                 f"this reader does not support ({', '.join(_DTYPES)})")
+        dt = _DTYPES[info["dtype"]]
+        shape = tuple(info["shape"])
+        start, end = info["data_offsets"]
         if any(s < 0 for s in shape) or not 0 <= start <= end <= len(body):
             raise ModelFileError(f"{source} is truncated: tensor {name!r} lies past the end")
-        if (end - start) != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+        if (end - start) != math.prod(shape) * dt.itemsize:
             raise ModelFileError(f"{source}: tensor {name!r} has {end - start} bytes for shape {shape}")
         spans.append((start, end))
         tensors[name] = np.frombuffer(body[start:end], dtype=dt).reshape(shape).copy()
@@ -114,6 +120,10 @@ def loads(data: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dic
     if covered != len(body):
         raise ModelFileError(f"{source}: {len(body) - covered} stray bytes after the tensors")
     return tensors, metadata
+
+
+def _int_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
 
 
 def load_file(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
