@@ -241,8 +241,9 @@ def windows(series, length: int, horizon: int = 1, target=None) -> tuple[np.ndar
     horizon = _positive_int(horizon, "horizon")
     try:
         s = np.asarray(series)
-    except Exception as exc:  # ragged lists
-        raise ShapeError(f"the series could not be read as an array: {exc}") from None
+    except Exception:  # ragged lists
+        raise ShapeError("the series could not be read as an array: it is ragged (rows of different "
+                         "lengths)") from None
     if s.dtype == object:
         raise ShapeError("the series is ragged (rows of different lengths)")
     if not (np.issubdtype(s.dtype, np.number) or s.dtype == np.bool_) or np.iscomplexobj(s):
