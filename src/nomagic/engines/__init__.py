@@ -6,7 +6,7 @@ import importlib
 
 from ..errors import UnknownNameError
 
-ENGINES = {"tensor": "nomagic.engines.tensor"}
+ENGINES = {"tensor": "nomagic.engines.tensor", "processes": "nomagic.engines.processes"}
 
 
 def get_engine(name: str):
