@@ -77,6 +77,7 @@ NOPROC = "noproc"
 _PARKED = _Sentinel("PARKED")  # _receive: the process now waits
 _HELD = _Sentinel("HELD")  # crashed; its mailbox is kept until its supervisor restarts it
 _DEAD = _Sentinel("DEAD")  # gone; messages sent to it are dropped, as in Erlang
+_START = _Sentinel("START")  # the value a process is first resumed with: not a message
 
 
 # --- what a process yields -----------------------------------------------------------------
@@ -156,7 +157,7 @@ class Pid:
         self._gen: Generator | None = None
         self._box: deque | None = None  # waiting messages; None while there are none
         self._wait: Any = None  # None: runnable/running; a Receive: waiting; _HELD; _DEAD
-        self._value: Any = None  # what the process is resumed with next
+        self._value: Any = _START  # what the process is resumed with next
         self._timer: tuple | None = None  # the live entry in the runtime's timer heap
         self._links: set[Pid] | None = None
         self._monitors: list[Pid] | None = None  # who gets Down when this one exits
@@ -465,6 +466,13 @@ class Runtime:
             value = p._value
             p._value = None
             gen = p._gen
+            # a supervised child notes each message it takes, to replay them after a crash
+            record = p._sup
+            journal = record.journal if record is not None and record.spec.replay else None
+            if value is _START:
+                value = None
+            elif journal is not None and value is not TIMEOUT:
+                journal.append(value)
             try:
                 cmd = gen.send(value)
                 takes = _SLICE
@@ -486,6 +494,8 @@ class Runtime:
                         p._value = value
                         run.append(p)
                         break
+                    if journal is not None and value is not TIMEOUT:
+                        journal.append(value)
                     cmd = gen.send(value)
             except StopIteration:
                 if p._links is None and p._monitors is None and p._sup is None:
@@ -613,7 +623,7 @@ class Runtime:
             except Exception as exc:
                 reason = exc
         p._gen = _dying(reason)
-        p._value = None
+        p._value = _START
         if p._wait is not None:  # waiting or held: make it runnable
             p._wait = p._timer = None
             self._run.append(p)
@@ -638,6 +648,7 @@ class Runtime:
                 replay.extend(p._box)
             p._box = deque(replay)
         p._gen = _start_child(p, record)
+        p._value = _START
         p._wait = None
         self._run.append(p)
 
@@ -708,30 +719,15 @@ class _ChildRecord:
         self.spec = spec
         self.state = spec.state
         self.journal: list = []  # messages received since the last snapshot
-        self.crashes: deque[float] = deque()  # when it crashed (monotonic seconds)
+        self.crashes: deque[float] | None = None  # when it crashed (monotonic seconds); made
+        # at the first crash, so that a million children that never crash stay small
         self.restarts = 0
         self.supervisor = supervisor
 
 
-def _journaled(gen: Generator, record: _ChildRecord) -> Generator:
-    """Run ``gen``, noting in ``record.journal`` each message it receives."""
-    try:
-        cmd = next(gen)
-        while True:
-            msg = yield cmd
-            if msg is not TIMEOUT:
-                record.journal.append(msg)
-            cmd = gen.send(msg)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
-
-
 def _start_child(p: Process, record: _ChildRecord) -> Generator:
     spec = record.spec
-    gen = _start(spec.fn, p, (record.state, *spec.args))
-    return _journaled(gen, record) if spec.replay else gen
+    return _start(spec.fn, p, (record.state, *spec.args))
 
 
 def _is_down(msg: Any) -> bool:
@@ -788,6 +784,8 @@ class Supervisor:
                     continue
                 record = child._sup
                 now = time.monotonic()
+                if record.crashes is None:
+                    record.crashes = deque()
                 record.crashes.append(now)
                 if self.within is not None:
                     while record.crashes[0] < now - self.within:

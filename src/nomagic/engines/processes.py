@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..errors import EngineError, InvalidInputError
 from ..graph import Network
 from ..losses import get_loss
 from ..params import Params, as_dtype, check_params
-from ..runtime import Child, Runtime, Supervisor, TraceEvent, receive
+from ..runtime import ANY, Child, Runtime, Supervisor, TraceEvent, receive
 from ..validation import check_inputs, check_targets
 
 # --- test hooks -------------------------------------------------------------------------------
@@ -71,121 +72,131 @@ class Fault:
 # --- the wiring, derived from the network ---------------------------------------------------------
 
 
-@dataclass
-class NeuronSpec:
-    """What a neuron process is spawned with (shared by nothing else)."""
-
-    index: int  # global index: sensors first, then neurons
-    name: str
-    activation: str
-    product: bool
-    static: bool
-    # sources, one slot each: global index, trainable position in p (or -1), fixed weight, recurrent
-    sources: list[tuple[int, int, float, bool]]
-    src_dslots: list[int]  # my delta slot at each source (-1 for sensors)
-    n_trainable: int
-    has_bias: bool
-    # consumers: (global index or ~actuator, slot at the consumer, recurrent, consumer static)
-    consumers: list[tuple[int, int, bool, bool]]
-    dslot_of_consumer: list[int]  # my delta slot for each consumer edge
-    n_dslots: int
-    output_slot: int  # delta slot the actuator uses, or -1
-    peers: list[int]  # softmax: the global indices of the population, in order
-    peer_pos: int
-
-
 class Wiring:
-    """The neuron-level graph of a network, with the param layout of each neuron."""
+    """The neuron-level graph of a network as flat arrays (compressed rows), built with NumPy.
+
+    Global indices: the sensors first, then every neuron, population after population. Each
+    neuron's incoming synapses are ``in_ptr[g]:in_ptr[g+1]`` in ``in_src`` (source), ``in_param``
+    (index into the flat param vector, -1 for a fixed weight), ``in_fixed``, ``in_rec`` and
+    ``in_dslot`` (the slot this synapse's delta takes at its source). Outgoing synapses are
+    ``out_ptr[g]:out_ptr[g+1]`` in ``out_dst``, ``out_slot`` (input slot at the consumer) and
+    ``out_rec``. Arrays, not objects: a million neurons cost megabytes, not gigabytes.
+    """
 
     def __init__(self, net: Network) -> None:
+        from ..params import FlatLayout
+
         self.net = net
         temporal = net.is_recurrent
-        inp = net.populations[0]
-        self.names: list[str] = [inp.neuron_name(i) for i in range(inp.size)]
-        self.n_sensors = inp.size
-        views = net.neurons()
-        index = {n: i for i, n in enumerate(self.names)}
-        for v in views:
-            index[v.name] = len(self.names)
-            self.names.append(v.name)
-        pop_of = {v.name: net.population(v.population) for v in views}
-        self.static = [False] * self.n_sensors + [bool(temporal and pop_of[v.name].static)
-                                                   for v in views]
-        if not temporal:
-            self.static = [True] * len(self.names)  # one step: every neuron runs once
-        # the param layout: neuron k's p = [its trainable weights..., bias]
-        self.param_map: list[list[tuple[str, tuple[int, ...]]]] = []
-        self.specs: list[NeuronSpec] = []
-        consumers: list[list[tuple[int, int, bool]]] = [[] for _ in self.names]
-        for v in views:
-            me = index[v.name]
-            sources = []
-            src_dslots = []
-            pmap = []
-            for slot, s in enumerate(v.inputs):
-                src = index[s.source]
-                src_dslots.append(len(consumers[src]) if src >= self.n_sensors else -1)
-                if s.weight is not None:
-                    sources.append((src, len(pmap), 0.0, s.recurrent))
-                    pmap.append((s.weight, s.index))
+        pops = list(net.populations)
+        self.n_sensors = pops[0].size
+        self.start: dict[str, int] = {}
+        g = 0
+        for pop in pops:
+            self.start[pop.name] = g
+            g += pop.size
+        self.size = g
+        self.n_neurons = g - self.n_sensors
+        self.pops = pops[1:]
+        self.layout = FlatLayout({s.key: s.shape for s in net.param_specs()})
+        self.pop_of = np.zeros(g, dtype=np.int32)  # population index (into self.pops), -1 sensor
+        self.pop_of[:self.n_sensors] = -1
+        self.bias_param = np.full(g, -1, dtype=np.int64)
+        self.static = np.zeros(g, dtype=bool)
+        src, dst, param, fixed, rec = [], [], [], [], []
+        for k, pop in enumerate(self.pops):
+            lo = self.start[pop.name]
+            self.pop_of[lo:lo + pop.size] = k
+            self.static[lo:lo + pop.size] = pop.static or not temporal
+            if pop.bias is not None:
+                self.bias_param[lo:lo + pop.size] = self.layout.offsets[pop.bias][0] + np.arange(pop.size)
+            if pop.aggregation == "product":
+                for b in net.incoming(pop.name):
+                    per_neuron = (np.ones(pop.size, int) if b.kind == "one_to_one" else
+                                  (b.mask.sum(axis=0) if b.mask is not None
+                                   else np.full(pop.size, net.population(b.source).size)))
+                    if np.any(per_neuron != 1):
+                        raise EngineError(f"population {pop.name!r} multiplies a block with several "
+                                          "synapses per neuron; the processes engine needs one "
+                                          "synapse per factor")
+            for b in net.incoming(pop.name):
+                s_lo = self.start[b.source]
+                n_src = net.population(b.source).size
+                if b.kind == "one_to_one":
+                    rows = cols = np.arange(pop.size)
+                    param.append(np.full(pop.size, -1, dtype=np.int64))
+                    fixed.append(np.full(pop.size, b.scale))
                 else:
-                    sources.append((src, -1, float(s.value), s.recurrent))
-                consumers[src].append((me, slot, s.recurrent))
-                if self.static[me] and temporal and s.recurrent:
-                    raise EngineError(f"neuron {v.name} runs once per sequence but has a recurrent "
-                                      "synapse; the processes engine cannot run that")
-            n_trainable = len(pmap)
-            if v.bias is not None:
-                pmap.append((v.bias[0], (v.bias[1],)))
-            pop = pop_of[v.name]
-            peers = []
-            if pop.activation == "softmax":
-                peers = [index[pop.neuron_name(i)] for i in range(pop.size)]
-            self.param_map.append(pmap)
-            self.specs.append(NeuronSpec(me, v.name, pop.activation, pop.aggregation == "product",
-                                         self.static[me], sources, src_dslots, n_trainable,
-                                         v.bias is not None,
-                                         [], [], 0, -1, peers, v.index if peers else 0))
-        # outputs: one actuator per output segment
-        self.actuators: list[list[int]] = []
-        self.output_of: dict[int, tuple[int, int]] = {}
-        for k, (pop_name, ix) in enumerate(net.outputs):
-            pop = net.population(pop_name)
-            members = [index[pop.neuron_name(i)] for i in ix]
-            self.actuators.append(members)
-            for j, g in enumerate(members):
-                self.output_of[g] = (k, j)
-        # consumer edges and delta slots
-        self.sensor_consumers: list[list[tuple[int, int, bool, bool]]] = []
-        for g in range(len(self.names)):
-            edges = [(c, slot, rec, self.static[c]) for c, slot, rec in consumers[g]]
-            if g < self.n_sensors:
-                self.sensor_consumers.append(edges)
-                continue
-            spec = self.specs[g - self.n_sensors]
-            spec.consumers = edges
-            spec.dslot_of_consumer = list(range(len(edges)))
-            spec.n_dslots = len(edges)
-            if g in self.output_of:
-                spec.output_slot = spec.n_dslots
-                spec.n_dslots += 1
-        self.n_neurons = len(views)
+                    mask = b.mask if b.mask is not None else np.ones((n_src, pop.size), dtype=bool)
+                    rows, cols = np.nonzero(mask)
+                    param.append(self.layout.offsets[b.weight][0] + rows * pop.size + cols)
+                    fixed.append(np.zeros(len(rows)))
+                src.append(s_lo + rows)
+                dst.append(lo + cols)
+                rec.append(np.full(len(rows), b.recurrent))
+        if not temporal:
+            self.static[:self.n_sensors] = True  # one step: everything runs once
+        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+        src, dst = cat(src, np.int64), cat(dst, np.int64)
+        param, fixed, rec = cat(param, np.int64), cat(fixed, np.float64), cat(rec, bool)
+        order = np.argsort(dst, kind="stable")  # by target; block order, then row order within
+        self.in_src, self.in_param = src[order], param[order]
+        self.in_fixed, self.in_rec = fixed[order], rec[order]
+        self.in_ptr = np.concatenate([[0], np.cumsum(np.bincount(dst, minlength=g))])
+        out_order = np.argsort(self.in_src, kind="stable")  # by source, in target order
+        self.out_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.in_src, minlength=g))])
+        in_target = np.repeat(np.arange(g), np.diff(self.in_ptr))
+        self.out_dst = in_target[out_order]
+        self.out_slot = (np.arange(len(order)) - self.in_ptr[in_target])[out_order]
+        self.out_rec = self.in_rec[out_order]
+        self.in_dslot = np.empty(len(order), dtype=np.int64)
+        self.in_dslot[out_order] = np.arange(len(order)) - self.out_ptr[self.in_src[out_order]]
+        if temporal and np.any(self.static[dst[rec]] if len(dst) else False):
+            raise EngineError("a population that runs once per sequence has a recurrent synapse; "
+                              "the processes engine cannot run that")
+        # outputs: one actuator per output segment; an output neuron's gradient takes the
+        # delta slot after its consumers'
+        self.actuators = [self.start[name] + np.asarray(ix, dtype=np.int64)
+                          for name, ix in net.outputs]
+        self.output_of = np.full(g, -1, dtype=np.int64)
+        self.output_pos = np.full(g, -1, dtype=np.int64)
+        for k, members in enumerate(self.actuators):
+            self.output_of[members] = k
+            self.output_pos[members] = np.arange(len(members))
 
-    def split(self, P: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Each neuron's own params p, cut out of the network's param arrays."""
-        out = []
-        for pmap in self.param_map:
-            out.append(np.array([P[key][ix] for key, ix in pmap], dtype=next(iter(P.values())).dtype
-                                if P else np.float64))
-        return out
+    def name(self, g: int) -> str:
+        """A neuron's or sensor's name, as in ``net.neurons()``."""
+        if g < self.n_sensors:
+            return self.net.populations[0].neuron_name(int(g))
+        pop = self.pops[self.pop_of[g]]
+        return pop.neuron_name(int(g - self.start[pop.name]))
 
-    def join(self, ps: list[np.ndarray], like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The network's param arrays, gathered back from every neuron's p."""
-        out = {k: np.zeros_like(v) for k, v in like.items()}
-        for pmap, p in zip(self.param_map, ps):
-            for (key, ix), value in zip(pmap, p):
-                out[key][ix] = value
-        return out
+    def index_of(self, name: str) -> int:
+        for pop in self.net.populations:
+            for i in range(pop.size):
+                if pop.neuron_name(i) == name:
+                    return self.start[pop.name] + i
+        raise InvalidInputError(f"no neuron named {name!r}")
+
+    def param_index(self, g: int) -> np.ndarray:
+        """Where neuron g's own params p (its trainable weights, then its bias) live in the
+        network's flat param vector."""
+        lo, hi = self.in_ptr[g], self.in_ptr[g + 1]
+        idx = self.in_param[lo:hi]
+        idx = idx[idx >= 0]
+        bias = self.bias_param[g]
+        return np.append(idx, bias) if bias >= 0 else idx
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Each neuron's own params, cut out of the network's flat param vector."""
+        return [flat[self.param_index(g)] for g in range(self.n_sensors, self.size)]
+
+    def join(self, ps: list[np.ndarray], dtype) -> np.ndarray:
+        """The network's flat param vector, gathered back from every neuron's p."""
+        flat = np.zeros(self.layout.size, dtype=dtype)
+        for g, p in zip(range(self.n_sensors, self.size), ps):
+            flat[self.param_index(g)] = p
+        return flat
 
 
 def wiring_for(net: Network) -> Wiring:
@@ -199,7 +210,7 @@ def wiring_for(net: Network) -> Wiring:
 
 
 class Context:
-    """What every process of one network shares: the directory of pids, and the settings."""
+    """What the processes of one network share: the directory of pids, and the settings."""
 
     def __init__(self, wiring: Wiring, optimizer, l1: float, l2: float, faults: list[Fault]) -> None:
         self.wiring = wiring
@@ -209,398 +220,380 @@ class Context:
         self.optimizer = optimizer
         self.l1, self.l2 = l1, l2
         self.faults = faults
-        self.status: dict = {}
+        self.clip_norm: float | None = None
 
 
-def _fault(ctx: Context, name: str, phase: str, batch: int) -> None:
+def _fault(ctx: Context, g: int, phase: str, batch: int) -> None:
     for f in ctx.faults:
-        if f.fire(name, phase, batch):
+        if f.fire(ctx.wiring.name(g), phase, batch):
             if f.kind == "hang":
                 raise _Hang
-            raise InjectedCrash(f"injected crash in neuron {name} ({phase}, batch {batch})")
+            raise InjectedCrash(f"injected crash in neuron {ctx.wiring.name(g)} ({phase}, batch {batch})")
 
 
 class _Hang(Exception):
     pass
 
 
-def sensor_process(me, state, index: int, ctx: Context):
+def _targets(ctx: Context, g: int) -> list[tuple]:
+    """Where g's value goes: (pid, input slot there, recurrent, consumer runs once)."""
+    w = ctx.wiring
+    lo, hi = w.out_ptr[g], w.out_ptr[g + 1]
+    return [(ctx.pids[d], int(s), bool(r), bool(w.static[d]))
+            for d, s, r in zip(w.out_dst[lo:hi], w.out_slot[lo:hi], w.out_rec[lo:hi])]
+
+
+def _send_value(send, targets, b: int, t: int, T: int, me_static: bool, value) -> None:
+    """Send the value of step t to every consumer: a recurrent consumer uses it at step t+1,
+    one that runs once per sequence only at the last step."""
+    for pid, slot, rec, static in targets:
+        if rec:
+            if t + 1 < T:
+                send(pid, ("f", b, t + 1, slot, value))
+        elif static and not me_static:
+            if t == T - 1:
+                send(pid, ("f", b, 0, slot, value))
+        else:
+            send(pid, ("f", b, t, slot, value))
+
+
+def sensor_process(me, state, g: int, ctx: Context):
     """A sensor: receives its input feature for a batch and sends it to every consumer."""
-    edges = ctx.wiring.sensor_consumers[index]
-    pids = ctx.pids
-    targets = [(pids[c], slot, rec, static) for c, slot, rec, static in edges]
     send = me.send
     while True:
-        msg = yield
+        msg = yield ANY
         if msg[0] == "x":
             _, b, column = msg  # (T, B): one vector per step
+            targets = _targets(ctx, g)
             T = column.shape[0]
             for t in range(T):
-                value = column[t]
-                for pid, slot, rec, static in targets:
-                    if rec:
-                        if t + 1 < T:
-                            send(pid, ("f", b, t + 1, slot, value))
-                    elif not static or t == T - 1:
-                        send(pid, ("f", b, 0 if static else t, slot, value))
+                _send_value(send, targets, b, t, T, False, column[t])
         elif msg[0] == "stop":
             return
 
 
-def neuron_process(me, state, spec: NeuronSpec, ctx: Context):
+_NO_SLOTS: dict = {}
+
+
+def neuron_process(me, state, g: int, ctx: Context):
     """A neuron: owns p (its trainable incoming weights, then its bias) and its optimizer state.
 
-    ``state`` is the snapshot it starts from: (p, slots, steps, batch), where batch is the
-    description of the mini-batch in progress (None between batches).
+    ``state`` is the snapshot it starts from: (p, slots, steps, batch), where batch describes
+    the mini-batch in progress (None between batches). Between batches it keeps nothing else.
     """
     p, slots, steps, batch = state
-    p = p.copy()
-    slots = {k: v.copy() for k, v in slots.items()}
-    opt = ctx.optimizer
-    act = get_activation(spec.activation)
-    softmax = spec.activation == "softmax"
-    pids = ctx.pids
     send = me.send
-    name = spec.name
-    n_src = len(spec.sources)
-    trainable = np.array([pos >= 0 for _, pos, _, _ in spec.sources], dtype=bool)
-    fixed = np.array([w for _, _, w, _ in spec.sources], dtype=p.dtype)
-    rec_src = [rec for _, _, _, rec in spec.sources]
-    n_rec = sum(rec_src)
-    n_w = spec.n_trainable
-
-    def weights() -> np.ndarray:
-        w = fixed.copy()
-        w[trainable] = p[:n_w]
-        return w
-
-    w = weights()
-    cons = [(pids[c] if c >= 0 else None, slot, rec, cstatic)
-            for c, slot, rec, cstatic in spec.consumers]
-    src_pids = [pids[s] for s, _, _, _ in spec.sources]
-    src_is_sensor = [s < ctx.wiring.n_sensors for s, _, _, _ in spec.sources]
-    src_static = [ctx.wiring.static[s] for s, _, _, _ in spec.sources]
-    my_dslot = spec.src_dslots
-    actuator = None
-    if spec.output_slot >= 0:
-        k, pos = ctx.wiring.output_of[spec.index]
-        actuator = (ctx.actuator_pids[k], pos)
-    peer_pids = [pids[g] for g in spec.peers]
-    cortex = ctx.cortex
-
     while True:
         if batch is None:
-            msg = yield
+            msg = yield ANY
             kind = msg[0]
             if kind == "begin":
                 batch = msg[1:]
                 me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, batch))
             elif kind == "get":
-                send(msg[1], ("params", spec.index, p.copy()))
-                continue
-            elif kind == "set":
-                p[...] = msg[1]
-                w = weights()
-                for v in slots.values():
-                    v[...] = 0
-                steps = msg[2]
-                me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, None))
-                continue
+                send(msg[1], ("params", g, p.copy()))
             elif kind == "slots":
-                send(msg[1], ("slots", spec.index, {k: v.copy() for k, v in slots.items()}, steps))
-                continue
-            elif kind == "set_slots":
-                for k, v in msg[1].items():
-                    slots[k][...] = v
-                steps = msg[2]
-                me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, None))
-                continue
+                send(msg[1], ("slots", g, {k: v.copy() for k, v in slots.items()}, steps))
+            elif kind == "set":
+                p = msg[1].copy()
+                slots = {k: v.copy() for k, v in msg[2].items()} if msg[2] else _NO_SLOTS
+                steps = msg[3]
+                me.snapshot((p.copy(), slots, steps, None))
             elif kind == "status":
-                send(msg[1], ("status", spec.index, "idle"))
-                continue
+                send(msg[1], ("status", g, "idle"))
             elif kind == "stop":
                 return
+            continue
+        outcome = yield from _neuron_batch(me, g, ctx, p, slots, steps, batch)
+        if outcome is None:
+            return
+        steps, batch = outcome
+
+
+def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: int, batch):
+    """One mini-batch in the life of neuron g: forward (and backward, commit) by messages.
+
+    Returns (steps, the next batch or None), or None when told to stop.
+    """
+    wiring = ctx.wiring
+    send = me.send
+    b, T, B, train, fused, horizon = batch
+    pop = wiring.pops[wiring.pop_of[g]]
+    act = get_activation(pop.activation)
+    softmax = pop.activation == "softmax"
+    product = pop.aggregation == "product"
+    static = bool(wiring.static[g])
+    lo, hi = wiring.in_ptr[g], wiring.in_ptr[g + 1]
+    n_src = hi - lo
+    in_param = wiring.in_param[lo:hi]
+    trainable = in_param >= 0
+    n_w = int(trainable.sum())
+    has_bias = wiring.bias_param[g] >= 0
+    rec_src = wiring.in_rec[lo:hi]
+    n_rec = int(rec_src.sum())
+    dt = p.dtype
+
+    def weights() -> np.ndarray:
+        w = wiring.in_fixed[lo:hi].astype(dt)
+        w[trainable] = p[:n_w]
+        return w
+
+    w = weights()
+    targets = _targets(ctx, g)
+    delta_to = [(j, ctx.pids[s], int(d), bool(r), bool(wiring.static[s]))
+                for j, (s, d, r) in enumerate(zip(wiring.in_src[lo:hi], wiring.in_dslot[lo:hi],
+                                                  rec_src))
+                if s >= wiring.n_sensors]
+    out_k = wiring.output_of[g]
+    actuator = (ctx.actuator_pids[out_k], int(wiring.output_pos[g])) if out_k >= 0 else None
+    peers = []
+    peer_pos = 0
+    if softmax:
+        first = wiring.start[pop.name]
+        peers = [ctx.pids[first + i] for i in range(pop.size)]
+        peer_pos = g - first
+    n_peers = len(peers)
+    Tl = 1 if static else T
+    # forward buffers: X[t, slot] is the value of input `slot` used at step t
+    X = np.zeros((Tl, n_src, B), dtype=dt)
+    filled = bytearray(Tl * n_src)
+    count = [0] * Tl
+    need = [n_src - (n_rec if t == 0 else 0) for t in range(Tl)]
+    if n_rec:  # recurrent inputs are zero before the first step
+        for slot in np.flatnonzero(rec_src):
+            filled[slot] = 1
+    Z = np.empty((Tl, B), dtype=dt)
+    A = np.empty((Tl, B), dtype=dt)
+    PZ = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
+    pz_filled, pz_count = bytearray(Tl * n_peers), [0] * Tl
+    # backward buffers: D[t, k] is the delta from consumer edge k (the last slot: the actuator's)
+    n_cons = len(targets)
+    out_slot = n_cons if actuator is not None else -1
+    nd = n_cons + (actuator is not None)
+    D = np.zeros((Tl, nd, B), dtype=dt)
+    d_filled, d_count = bytearray(Tl * nd), [0] * Tl
+    d_need = []
+    for t in range(Tl):
+        n = 1 if actuator is not None else 0
+        for _, _, rec, cstatic in targets:
+            if rec:
+                n += t + 1 < Tl and t + 1 > horizon
+            elif cstatic and not static:
+                n += t == Tl - 1
             else:
-                continue  # a stale copy from an earlier batch
-        b, T, B, train, fused, horizon = batch
-        Tl = 1 if spec.static else T
-        dt = p.dtype
-        # forward buffers: X[t, slot] is the value of source `slot` used at step t
-        X = np.zeros((Tl, n_src, B), dtype=dt)
-        filled = bytearray(Tl * n_src)
-        count = [0] * Tl
-        need = [n_src - (n_rec if t == 0 else 0) for t in range(Tl)]
-        Z = np.empty((Tl, B), dtype=dt)
-        A = np.empty((Tl, B), dtype=dt)
-        n_peers = len(peer_pids)
-        PZ = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
-        pz_filled = bytearray(Tl * n_peers)
-        pz_count = [0] * Tl
-        # backward buffers: D[t, dslot] is the delta from consumer edge dslot for step t
-        nd = spec.n_dslots
-        D = np.zeros((Tl, nd, B), dtype=dt)
-        d_filled = bytearray(Tl * nd)
-        d_count = [0] * Tl
-        d_need = []
-        for t in range(Tl):
-            n = 0
-            for (pid, slot, rec, cstatic) in cons:
-                if rec:
-                    n += 1 if (t + 1 < Tl and t + 1 > horizon) else 0
-                elif cstatic and not spec.static:
-                    n += 1 if t == Tl - 1 else 0
-                else:
-                    n += 1
-            if spec.output_slot >= 0:
-                n += 1  # the actuator's gradient, at every step of a sequence output
-            d_need.append(n)
-        PD = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
-        pd_filled = bytearray(Tl * n_peers)
-        pd_count = [0] * Tl
-        grad = np.zeros(p.shape, dtype=dt)
-        fwd_t = 0  # next step to compute forward
-        bwd_t = Tl - 1  # next step to compute backward
-        sm_wait = -1  # softmax: the step waiting for its peers' z (forward)
-        smd_wait = -1  # softmax: the step waiting for its peers' deltas (backward)
-        da_wait = None
-        phase = "forward"
-        if n_rec and Tl:  # recurrent sources are zero before the first step
-            for slot in range(n_src):
-                if rec_src[slot]:
-                    filled[slot] = 1
+                n += 1
+        d_need.append(n)
+    PD = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
+    pd_filled, pd_count = bytearray(Tl * n_peers), [0] * Tl
+    grad = np.zeros(p.shape, dtype=dt)
+    w_pos = np.flatnonzero(trainable)
+    fwd_t, bwd_t = 0, Tl - 1  # the next step to compute, forward and backward
+    sm_wait = smd_wait = -1  # softmax: the step waiting for its peers
+    da_wait = None
+    phase = "forward"
 
-        def send_forward(t: int, a: np.ndarray, z: np.ndarray) -> None:
-            for pid, slot, rec, cstatic in cons:
-                if rec:
-                    if t + 1 < Tl:
-                        send(pid, ("f", b, t + 1, slot, a))
-                elif cstatic and not spec.static:
-                    if t == Tl - 1:
-                        send(pid, ("f", b, 0, slot, a))
-                else:
-                    send(pid, ("f", b, t, slot, a))
-            if actuator is not None:
-                send(actuator[0], ("o", b, t, actuator[1], z, a))
-
-        def send_backward(t: int, dz: np.ndarray) -> None:
-            x = X[t]
-            if spec.product:
-                c = w[:, None] * x
+    def send_backward(t: int, dz: np.ndarray) -> None:
+        x = X[t]
+        if product:  # ∂z/∂cⱼ = Π_{k≠j} cₖ, with cₖ = wₖxₖ
+            c = w[:, None] * x
+            dc = np.empty_like(c)
             for j in range(n_src):
-                if spec.product:
-                    others = np.ones_like(dz)
-                    for k in range(n_src):
-                        if k != j:
-                            others = others * c[k]
-                    dc = dz * others
-                else:
-                    dc = dz
-                if trainable[j]:
-                    grad[spec.sources[j][1]] += x[j] @ dc
-                if src_is_sensor[j]:
-                    continue
-                delta = w[j] * dc
-                if rec_src[j]:
-                    if t > 0 and t > horizon:
-                        send(src_pids[j], ("d", b, t - 1, my_dslot[j], delta))
-                elif spec.static and not src_static[j]:
-                    send(src_pids[j], ("d", b, T - 1, my_dslot[j], delta))
-                else:
-                    send(src_pids[j], ("d", b, t, my_dslot[j], delta))
-            if spec.has_bias:
-                grad[-1] += dz.sum()
+                dc[j] = dz * np.prod(np.delete(c, j, axis=0), axis=0)
+            gw = (x * dc).sum(axis=1)
+            deltas = w[:, None] * dc
+        else:  # ∂z/∂wⱼ = xⱼ and ∂z/∂xⱼ = wⱼ
+            gw = x @ dz
+            deltas = np.multiply.outer(w, dz) if delta_to else None
+        grad[:n_w] += gw[w_pos]
+        if has_bias:
+            grad[-1] += dz.sum()
+        for j, pid, dslot, rec, sstatic in delta_to:
+            if rec:
+                if t > 0 and t > horizon:
+                    send(pid, ("d", b, t - 1, dslot, deltas[j]))
+            elif static and not sstatic:
+                send(pid, ("d", b, T - 1, dslot, deltas[j]))
+            else:
+                send(pid, ("d", b, t, dslot, deltas[j]))
 
-        def finish_backward() -> None:
-            nonlocal phase
-            l1, l2 = ctx.l1, ctx.l2
-            penalty = 0.0
-            if l1 or l2:
-                wt = p[:n_w]
-                penalty = l1 * float(np.abs(wt).sum()) + l2 * float(wt @ wt)
-                if l1:
-                    grad[:n_w] += l1 * np.sign(wt)
-                if l2:
-                    grad[:n_w] += (2.0 * l2) * wt
-            phase = "commit"
-            send(cortex, ("ready", b, spec.index, float(grad @ grad), penalty, grad.copy()))
+    def forward_done(t: int, z: np.ndarray, a: np.ndarray) -> None:
+        A[t] = a
+        _send_value(send, targets, b, t, Tl, static, a)
+        if actuator is not None:
+            send(actuator[0], ("o", b, t, actuator[1], z, a))
 
-        try:
-            fresh = True  # a neuron fed only by recurrent synapses can start step 0 at once
-            while True:
-                if fresh:
-                    fresh = False
-                    kind = None
-                else:
-                    msg = yield
-                    kind = msg[0]
-                if kind is None:
-                    pass
-                elif kind == "f":
+    try:
+        fresh = True  # a neuron fed only by recurrent synapses (or by none) can start at once
+        while True:
+            if fresh:
+                fresh = False
+            else:
+                msg = yield ANY
+                kind = msg[0]
+                if kind == "f":
                     _, mb, t, slot, value = msg
-                    if mb != b:
-                        continue
                     i = t * n_src + slot
-                    if filled[i]:
-                        continue
+                    if mb != b or filled[i]:
+                        continue  # a copy from an earlier batch, or sent twice
                     filled[i] = 1
                     X[t, slot] = value
                     count[t] += 1
-                elif kind == "pz":
-                    _, mb, t, k, z = msg
-                    if mb != b or pz_filled[t * n_peers + k]:
+                    if t != fwd_t or count[t] != need[t]:
                         continue
-                    pz_filled[t * n_peers + k] = 1
-                    PZ[t, k] = z
-                    pz_count[t] += 1
-                elif kind == "d" or kind == "pd":
+                elif kind == "d":
                     _, mb, t, k, value = msg
+                    i = t * nd + k
+                    if mb != b or d_filled[i]:
+                        continue
+                    d_filled[i] = 1
+                    D[t, k] = value
+                    d_count[t] += 1
+                    if t != bwd_t or d_count[t] != d_need[t] or phase != "backward":
+                        continue
+                elif kind == "pz" or kind == "pd":
+                    _, mb, t, k, value = msg
+                    i = t * n_peers + k
                     if mb != b:
                         continue
-                    if kind == "d":
-                        if d_filled[t * nd + k]:
+                    if kind == "pz":
+                        if pz_filled[i]:
                             continue
-                        d_filled[t * nd + k] = 1
-                        D[t, k] = value
-                        d_count[t] += 1
+                        pz_filled[i] = 1
+                        PZ[t, k] = value
+                        pz_count[t] += 1
                     else:
-                        if pd_filled[t * n_peers + k]:
+                        if pd_filled[i]:
                             continue
-                        pd_filled[t * n_peers + k] = 1
+                        pd_filled[i] = 1
                         PD[t, k] = value
                         pd_count[t] += 1
                 elif kind == "commit":
                     _, mb, scale = msg
                     if mb != b or phase != "commit":
                         continue
-                    _fault(ctx, name, "commit", b)
+                    _fault(ctx, g, "commit", b)
                     if scale is not None:  # None: the gradient was only asked for
                         if scale != 1.0:
                             grad *= scale
                         steps += 1
-                        opt.apply_(steps, p, grad, slots, np.empty_like(p))
-                        w = weights()
-                    batch = None
-                    break
-                elif kind == "begin":
-                    # the previous batch had no backward (prediction): start the next one
+                        ctx.optimizer.apply_(steps, p, grad, slots, np.empty_like(p))
+                    return steps, None
+                elif kind == "begin":  # the last batch was a prediction: on to the next
                     batch = msg[1:]
                     me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, batch))
-                    break
+                    return steps, batch
                 elif kind == "status":
-                    send(msg[1], ("status", spec.index, _describe(phase, fwd_t, bwd_t, Tl)))
+                    send(msg[1], ("status", g, _describe(phase, fwd_t, bwd_t)))
                     continue
                 elif kind == "get":
-                    send(msg[1], ("params", spec.index, p.copy()))
+                    send(msg[1], ("params", g, p.copy()))
                     continue
                 elif kind == "stop":
-                    return
+                    return None
                 else:
                     continue
-                # -- compute whatever is now complete --
-                progressed = True
-                while progressed:
-                    progressed = False
-                    if phase == "forward" and fwd_t < Tl:
-                        t = fwd_t
-                        if sm_wait == t:
-                            if pz_count[t] == n_peers:
-                                zs = PZ[t]
-                                e = np.exp(zs - zs.max(axis=0))
-                                a = e[spec.peer_pos] / e.sum(axis=0)
-                                A[t] = a
-                                sm_wait = -1
-                                send_forward(t, a, Z[t])
-                                fwd_t += 1
-                                progressed = True
-                        elif count[t] == need[t]:
-                            _fault(ctx, name, "forward", b)
-                            x = X[t]
-                            if spec.product:
-                                z = np.prod(w[:, None] * x, axis=0) if n_src else np.ones(B, dt)
-                            else:
-                                z = w @ x if n_src else np.zeros(B, dt)
-                            if spec.has_bias:
-                                z = z + p[-1]
-                            Z[t] = z
-                            if softmax:
-                                sm_wait = t
-                                for k, pid in enumerate(peer_pids):
-                                    send(pid, ("pz", b, t, spec.peer_pos, z))
-                            else:
-                                a = act.forward(z)
-                                A[t] = a
-                                send_forward(t, a, z)
-                                fwd_t += 1
+            # -- compute whatever is complete now --
+            progressed = True
+            while progressed:
+                progressed = False
+                if phase == "forward":
+                    t = fwd_t
+                    if sm_wait == t:
+                        if pz_count[t] == n_peers:  # softmax: aᵢ = e^(zᵢ−m) / Σⱼ e^(zⱼ−m)
+                            zs = PZ[t]
+                            e = np.exp(zs - zs.max(axis=0))
+                            sm_wait = -1
+                            forward_done(t, Z[t], e[peer_pos] / e.sum(axis=0))
+                            fwd_t += 1
                             progressed = True
-                        if fwd_t == Tl and not train:
-                            phase = "done"
-                        elif fwd_t == Tl:
-                            phase = "backward"
+                    elif count[t] == need[t]:
+                        _fault(ctx, g, "forward", b)
+                        x = X[t]
+                        if product:
+                            z = np.prod(w[:, None] * x, axis=0) if n_src else np.ones(B, dt)
+                        else:
+                            z = w @ x if n_src else np.zeros(B, dt)
+                        if has_bias:
+                            z = z + p[-1]
+                        Z[t] = z
+                        if softmax:
+                            sm_wait = t
+                            for pid in peers:
+                                send(pid, ("pz", b, t, peer_pos, z))
+                        else:
+                            forward_done(t, z, act.forward(z))
+                            fwd_t += 1
+                        progressed = True
+                    if fwd_t == Tl:
+                        if not train:
+                            return steps, None
+                        phase = "backward"
+                        progressed = True
+                elif phase == "backward":
+                    t = bwd_t
+                    if smd_wait == t:
+                        if pd_count[t] == n_peers:  # dzᵢ = aᵢ(daᵢ − Σⱼ daⱼaⱼ)
+                            dz = A[t] * (da_wait - PD[t].sum(axis=0))
+                            if fused and actuator is not None:
+                                dz = dz + D[t, out_slot]
+                            smd_wait = -1
+                            send_backward(t, dz)
+                            bwd_t -= 1
                             progressed = True
-                    elif phase == "backward" and bwd_t >= 0:
-                        t = bwd_t
-                        if smd_wait == t:
-                            if pd_count[t] == n_peers:
-                                a = A[t]
-                                dz = a * (da_wait - PD[t].sum(axis=0))
-                                if fused and spec.output_slot >= 0:
-                                    dz = dz + D[t, spec.output_slot]
-                                smd_wait = -1
-                                send_backward(t, dz)
-                                bwd_t -= 1
-                                progressed = True
-                        elif d_count[t] == d_need[t]:
-                            _fault(ctx, name, "backward", b)
-                            if fused and spec.output_slot >= 0:
-                                da = D[t, :spec.output_slot].sum(axis=0) if spec.output_slot \
-                                    else np.zeros(B, dt)
-                                dz_loss = D[t, spec.output_slot]
-                            else:
-                                da = D[t].sum(axis=0) if nd else np.zeros(B, dt)
-                                dz_loss = None
-                            if softmax and len(cons) + (0 if fused else int(spec.output_slot >= 0)):
-                                smd_wait = t
-                                da_wait = da
-                                for pid in peer_pids:
-                                    send(pid, ("pd", b, t, spec.peer_pos, da * A[t]))
-                            else:
-                                dz = act.backward(Z[t], A[t], da) if not softmax else np.zeros(B, dt)
-                                if dz_loss is not None:
-                                    dz = dz + dz_loss
-                                send_backward(t, dz)
-                                bwd_t -= 1
-                            progressed = True
-                        if bwd_t < 0:
-                            finish_backward()
-                            progressed = False
-                if phase == "done":
-                    batch = None
-                    break
-        except _Hang:
-            while True:  # a hung neuron: it takes messages and never answers
-                yield
+                    elif d_count[t] == d_need[t]:
+                        _fault(ctx, g, "backward", b)
+                        if fused and actuator is not None:
+                            da = D[t, :out_slot].sum(axis=0)
+                            dz_loss = D[t, out_slot]
+                        else:
+                            da = D[t].sum(axis=0)
+                            dz_loss = None
+                        if softmax and nd - (fused and actuator is not None):
+                            smd_wait, da_wait = t, da
+                            for pid in peers:
+                                send(pid, ("pd", b, t, peer_pos, da * A[t]))
+                        else:
+                            dz = np.zeros(B, dt) if softmax else act.backward(Z[t], A[t], da)
+                            if dz_loss is not None:
+                                dz = dz + dz_loss
+                            send_backward(t, dz)
+                            bwd_t -= 1
+                        progressed = True
+                    if bwd_t < 0:  # all steps done: the penalty, then report to the cortex
+                        penalty = 0.0
+                        if ctx.l1 or ctx.l2:
+                            wt = p[:n_w]
+                            penalty = ctx.l1 * float(np.abs(wt).sum()) + ctx.l2 * float(wt @ wt)
+                            if ctx.l1:
+                                grad[:n_w] += ctx.l1 * np.sign(wt)
+                            if ctx.l2:
+                                grad[:n_w] += (2.0 * ctx.l2) * wt
+                        phase = "commit"
+                        send(ctx.cortex, ("ready", b, g, float(grad @ grad), penalty, grad.copy()))
+                        progressed = False
+    except _Hang:
+        while True:  # a hung neuron: it takes messages and never answers
+            yield ANY
 
 
-def _describe(phase: str, fwd_t: int, bwd_t: int, Tl: int) -> str:
+def _describe(phase: str, fwd_t: int, bwd_t: int) -> str:
     if phase == "forward":
-        return f"forward, waiting for inputs of step {fwd_t}"
+        return f"forward, waiting for the inputs of step {fwd_t}"
     if phase == "backward":
-        return f"backward, waiting for deltas of step {bwd_t}"
-    return f"{phase}"
+        return f"backward, waiting for the deltas of step {bwd_t}"
+    return "waiting for the cortex to commit"
 
 
 def actuator_process(me, state, k: int, ctx: Context):
     """An actuator: gathers the output neurons' values for the cortex, and hands their
     gradients back to them."""
     members = ctx.wiring.actuators[k]
-    pids = [ctx.pids[g] for g in members]
-    slots = [ctx.wiring.specs[g - ctx.wiring.n_sensors].output_slot for g in members]
     n = len(members)
     send = me.send
     cortex = ctx.cortex
     b = None
     while True:
-        msg = yield
+        msg = yield ANY
         kind = msg[0]
         if kind == "begin":
             b, T, B, dt = msg[1:]
@@ -619,22 +612,36 @@ def actuator_process(me, state, k: int, ctx: Context):
             if remaining == 0:
                 send(cortex, ("out", b, k, Z, A))
         elif kind == "grad":
-            _, mb, G, fused = msg
+            _, mb, G = msg
             if mb != b:
                 continue
-            for t in range(G.shape[0]):
-                for j in range(n):
-                    send(pids[j], ("d", b, t, slots[j], G[t, j]))
+            wiring = ctx.wiring
+            for j, gidx in enumerate(members):
+                pid = ctx.pids[gidx]
+                slot = int(wiring.out_ptr[gidx + 1] - wiring.out_ptr[gidx])  # after its consumers
+                for t in range(G.shape[0]):
+                    send(pid, ("d", b, t, slot, G[t, j]))
         elif kind == "stop":
             return
 
 
 class _Result:
-    __slots__ = ("value", "ready", "error")
+    __slots__ = ("value", "ready")
 
     def __init__(self) -> None:
         self.value: Any = None
         self.ready = False
+
+
+def _gather(me, neurons, request: str, reply: str):
+    """Ask every neuron for something and collect the answers, in neuron order."""
+    for pid in neurons:
+        me.send(pid, (request, me))
+    got: dict[int, Any] = {}
+    while len(got) < len(neurons):
+        answer = yield receive(lambda m: m[0] == reply)
+        got[answer[1]] = answer[2:]
+    return [got[g] for g in sorted(got)]
 
 
 def cortex_process(me, ctx: Context, inbox: _Result):
@@ -646,113 +653,92 @@ def cortex_process(me, ctx: Context, inbox: _Result):
     send = me.send
     batch_no = 0
     while True:
-        msg = yield receive(lambda m: m[0] in ("batch", "get", "stop", "probe", "set", "slots",
-                                               "set_slots"))
+        msg = yield receive(lambda m: m[0] in ("batch", "get", "slots", "set", "stop"))
         kind = msg[0]
         if kind == "stop":
             for pid in ctx.pids + actuators:
                 send(pid, ("stop",))
             return
         if kind == "get":
-            for pid in neurons:
-                send(pid, ("get", me))
-            got: dict[int, np.ndarray] = {}
-            while len(got) < len(neurons):
-                reply = yield receive(lambda m: m[0] == "params")
-                got[reply[1]] = reply[2]
-            inbox.value = [got[wiring.n_sensors + i] for i in range(len(neurons))]
-            inbox.ready = True
-            continue
-        if kind == "slots":
-            for pid in neurons:
-                send(pid, ("slots", me))
-            got = {}
-            while len(got) < len(neurons):
-                reply = yield receive(lambda m: m[0] == "slots")
-                got[reply[1]] = (reply[2], reply[3])
-            inbox.value = [got[wiring.n_sensors + i] for i in range(len(neurons))]
-            inbox.ready = True
-            continue
-        if kind in ("set", "set_slots"):
-            for pid, value in zip(neurons, msg[1]):
-                send(pid, (kind, value, msg[2]))
-            inbox.ready = True
-            continue
-        if kind == "probe":
-            for pid in neurons:
-                send(pid, ("status", me))
-            inbox.ready = True
-            continue
-        # a mini-batch: ("batch", X (T, B, f), Y or None, loss, horizon, commit)
-        _, X, Y, loss_fn, horizon, commit = msg
-        T, B = X.shape[0], X.shape[1]
-        train = Y is not None
-        out_pop = wiring.net.output_population
-        fused = bool(train and out_pop is not None and loss_fn.partner == out_pop.activation
-                     and loss_fn.from_logits is not None)
-        b = batch_no
-        batch_no += 1
-        hz = 0 if horizon is None else max(T - horizon, 0)
-        for pid in neurons:
-            send(pid, ("begin", b, T, B, train, fused, hz))
-        for k, pid in enumerate(actuators):
-            a_static = wiring.static[wiring.actuators[k][0]]
-            send(pid, ("begin", b, 1 if a_static else T, B, X.dtype))
-        for i, pid in enumerate(sensors):
-            send(pid, ("x", b, X[:, :, i]))
-        outs: dict[int, tuple] = {}
-        while len(outs) < len(actuators):
-            reply = yield receive(lambda m: m[0] == "out" and m[1] == b)
-            outs[reply[2]] = (reply[3], reply[4])
-        # engine layout: (T, B, n) for sequences, (B, n) otherwise
-        Zs = np.concatenate([outs[k][0] for k in range(len(actuators))], axis=1).transpose(0, 2, 1)
-        As = np.concatenate([outs[k][1] for k in range(len(actuators))], axis=1).transpose(0, 2, 1)
-        seq = wiring.net.returns_sequences
-        Zo, Ao = (Zs, As) if seq else (Zs[-1], As[-1])
-        if not train:
-            inbox.value = Ao
-            inbox.ready = True
-            continue
-        if fused:
-            value, G = loss_fn.from_logits(Zo, Y)
+            inbox.value = [a[0] for a in (yield from _gather(me, neurons, "get", "params"))]
+        elif kind == "slots":
+            inbox.value = (yield from _gather(me, neurons, "slots", "slots"))
+        elif kind == "set":  # ("set", [p per neuron], [slots per neuron] or None, steps)
+            _, ps, sl, steps = msg
+            for k, pid in enumerate(neurons):
+                send(pid, ("set", ps[k], sl[k] if sl else None, steps))
+            inbox.value = None
         else:
-            value, G = loss_fn.value(Ao, Y), loss_fn.grad(Ao, Y)
-        Gs = G if seq else G[None]  # (T, B, n)
-        start = 0
-        for k, pid in enumerate(actuators):
-            n = len(wiring.actuators[k])
-            send(pid, ("grad", b, np.ascontiguousarray(Gs[:, :, start:start + n].transpose(0, 2, 1)),
-                       fused))
-            start += n
-        norms = np.zeros(len(neurons))
-        penalties = np.zeros(len(neurons))
-        grads: list = [None] * len(neurons)
-        got_ready = bytearray(len(neurons))
-        remaining = len(neurons)
-        while remaining:
-            reply = yield receive(lambda m: m[0] == "ready" and m[1] == b)
-            i = reply[2] - wiring.n_sensors
-            if got_ready[i]:
-                continue
-            got_ready[i] = 1
-            norms[i], penalties[i], grads[i] = reply[3], reply[4], reply[5]
-            remaining -= 1
-        if not commit:
-            for pid in neurons:
-                send(pid, ("commit", b, None))
-            inbox.value = (value + float(penalties.sum()), grads)
-            inbox.ready = True
-            continue
-        clip = ctx.status.get("clip_norm")
-        scale = 1.0
-        if clip is not None:
-            norm = float(np.sqrt(norms.sum()))
-            if norm > clip:
-                scale = clip / norm
-        for pid in neurons:
-            send(pid, ("commit", b, scale))
-        inbox.value = value + float(penalties.sum())
+            inbox.value = yield from _cortex_batch(me, ctx, batch_no, *msg[1:])
+            batch_no += 1
         inbox.ready = True
+
+
+def _cortex_batch(me, ctx: Context, b: int, X, Y, loss_fn, truncate, commit):
+    """One mini-batch: X is (T, B, features); Y None for a prediction."""
+    wiring = ctx.wiring
+    sensors = ctx.pids[:wiring.n_sensors]
+    neurons = ctx.pids[wiring.n_sensors:]
+    actuators = ctx.actuator_pids
+    send = me.send
+    T, B = X.shape[0], X.shape[1]
+    train = Y is not None
+    out_pop = wiring.net.output_population
+    fused = bool(train and out_pop is not None and loss_fn.partner == out_pop.activation
+                 and loss_fn.from_logits is not None)
+    horizon = 0 if truncate is None else max(T - truncate, 0)
+    for pid in neurons:
+        send(pid, ("begin", b, T, B, train, fused, horizon))
+    for k, pid in enumerate(actuators):
+        send(pid, ("begin", b, 1 if wiring.static[wiring.actuators[k][0]] else T, B, X.dtype))
+    for i, pid in enumerate(sensors):
+        send(pid, ("x", b, X[:, :, i]))
+    outs: dict[int, tuple] = {}
+    while len(outs) < len(actuators):
+        reply = yield receive(lambda m: m[0] == "out" and m[1] == b)
+        outs[reply[2]] = (reply[3], reply[4])
+    # (T, n, B) per actuator → engine layout (T, B, n); the last step only unless sequences
+    Zs = np.concatenate([outs[k][0] for k in range(len(actuators))], axis=1).transpose(0, 2, 1)
+    As = np.concatenate([outs[k][1] for k in range(len(actuators))], axis=1).transpose(0, 2, 1)
+    seq = wiring.net.returns_sequences
+    Zo, Ao = (Zs, As) if seq else (Zs[-1], As[-1])
+    if not train:
+        return Ao
+    if fused:
+        value, G = loss_fn.from_logits(Zo, Y)
+    else:
+        value, G = loss_fn.value(Ao, Y), loss_fn.grad(Ao, Y)
+    Gs = G if seq else G[None]
+    start = 0
+    for k, pid in enumerate(actuators):
+        n = len(wiring.actuators[k])
+        send(pid, ("grad", b, np.ascontiguousarray(Gs[:, :, start:start + n].transpose(0, 2, 1))))
+        start += n
+    n = len(neurons)
+    norms, penalties, grads = np.zeros(n), np.zeros(n), [None] * n
+    got = bytearray(n)
+    remaining = n
+    while remaining:
+        reply = yield receive(lambda m: m[0] == "ready" and m[1] == b)
+        i = reply[2] - wiring.n_sensors
+        if got[i]:
+            continue
+        got[i] = 1
+        norms[i], penalties[i], grads[i] = reply[3], reply[4], reply[5]
+        remaining -= 1
+    value += float(penalties.sum())
+    if not commit:
+        for pid in neurons:
+            send(pid, ("commit", b, None))
+        return value, grads
+    scale = 1.0
+    if ctx.clip_norm is not None:  # the global norm: every neuron's share, summed here
+        norm = float(np.sqrt(norms.sum()))
+        if norm > ctx.clip_norm:
+            scale = ctx.clip_norm / norm
+    for pid in neurons:
+        send(pid, ("commit", b, scale))
+    return value
 
 
 # --- the network of processes -------------------------------------------------------------------------
@@ -763,6 +749,7 @@ class ProcessNetwork:
 
     ``trace=True`` records every message (``trace_events``, ``trace_lines()``, ``trace_json()``).
     ``timeout``: seconds a mini-batch may take before the run is declared hung.
+    ``supervise``: put every process under a one-for-one supervisor (restarts from snapshots).
     """
 
     def __init__(self, net: Network, params, *, optimizer=None, opt_state=None, l1: float = 0.0,
@@ -771,54 +758,52 @@ class ProcessNetwork:
                  max_restarts: int = 3) -> None:
         if not isinstance(net, Network):
             raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
-        P = check_params(net, params)
-        self.net = net
-        self.dtype = next(iter(P.values())).dtype if P else np.dtype(np.float64)
-        self.like = {k: np.asarray(v) for k, v in P.items()}
-        self.wiring = wiring_for(net)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or timeout <= 0):
             raise InvalidInputError(f"timeout must be a positive number of seconds; got {timeout!r}")
+        P = check_params(net, params)
+        self.net = net
+        self.dtype = next(iter(P.values())).dtype if P else np.dtype(np.float64)
+        self.wiring = w = wiring_for(net)
         self.timeout = timeout
         from ..optimizers import SGD
 
         optimizer = optimizer or SGD(1.0)
-        self.ctx = ctx = Context(self.wiring, optimizer, l1, l2, list(faults or []))
-        ctx.status["clip_norm"] = clip_norm
+        self.ctx = ctx = Context(w, optimizer, l1, l2, list(faults or []))
+        ctx.clip_norm = clip_norm
         self.rt = rt = Runtime(trace=bool(trace))
-        ps = self.wiring.split(P)
-        slot_names = optimizer.slot_names
-        if opt_state is not None:
-            sl = {s: self.wiring.split(dict(opt_state.slots[s])) for s in slot_names}
+        ps = w.split(w.layout.flatten(P, self.dtype))
+        names = optimizer.slot_names
+        if opt_state is not None and names:
+            sl = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype)) for s in names}
             steps = opt_state.step
         else:
-            sl = {s: [np.zeros_like(p) for p in ps] for s in slot_names}
-            steps = 0
-        w = self.wiring
+            sl = {s: [np.zeros_like(p) for p in ps] for s in names}
+            steps = 0 if opt_state is None else opt_state.step
         gc_was = gc.isenabled()
         gc.disable()  # spawning many small objects: the cyclic collector only slows it down
         try:
-            sensor_sup = Supervisor(rt, [Child(sensor_process, None, (i, ctx), name=f"sensor {w.names[i]}")
-                                         for i in range(w.n_sensors)], max_restarts=max_restarts,
-                                    name="sensor supervisor")
-            neuron_children = [
-                Child(neuron_process, (ps[k], {s: sl[s][k] for s in slot_names}, steps, None),
-                      (spec, ctx), name=f"neuron {spec.name}")
-                for k, spec in enumerate(w.specs)]
-            self.supervisor = Supervisor(rt, neuron_children, max_restarts=max_restarts,
+            sensors = Supervisor(rt, [Child(sensor_process, None, (g, ctx), name=f"sensor {w.name(g)}")
+                                      for g in range(w.n_sensors)],
+                                 max_restarts=max_restarts, name="sensor supervisor")
+            first = w.n_sensors
+            children = [Child(neuron_process,
+                              (p, {s: sl[s][k] for s in names} if names else _NO_SLOTS, steps, None),
+                              (first + k, ctx))  # unnamed: a name per neuron costs memory
+                        for k, p in enumerate(ps)]
+            self.supervisor = Supervisor(rt, children, max_restarts=max_restarts,
                                          name="neuron supervisor")
-            act_sup = Supervisor(rt, [Child(actuator_process, None, (k, ctx), name=f"actuator {k}")
-                                      for k in range(len(w.actuators))], max_restarts=max_restarts,
-                                 name="actuator supervisor")
-            ctx.pids.extend(sensor_sup.children)
+            actuators = Supervisor(rt, [Child(actuator_process, None, (k, ctx), name=f"actuator {k}")
+                                        for k in range(len(w.actuators))],
+                                   max_restarts=max_restarts, name="actuator supervisor")
+            ctx.pids.extend(sensors.children)
             ctx.pids.extend(self.supervisor.children)
-            ctx.actuator_pids.extend(act_sup.children)
+            ctx.actuator_pids.extend(actuators.children)
             self.inbox = _Result()
             ctx.cortex = self.cortex = rt.spawn(cortex_process, ctx, self.inbox, name="cortex")
         finally:
             if gc_was:
                 gc.enable()
-        self._loss = None
 
     @property
     def n_processes(self) -> int:
@@ -831,20 +816,20 @@ class ProcessNetwork:
             self.rt.run(until=lambda: self.inbox.ready, timeout=self.timeout)
         except EngineError as exc:
             raise self._diagnose(exc) from exc
-        if not self.inbox.ready:
-            raise EngineError("the cortex stopped before answering")
         return self.inbox.value
 
     def _diagnose(self, exc: EngineError) -> EngineError:
         """After a hang, ask every neuron what it waits for; name those that never answer."""
         text = str(exc)
-        if "gave up" in text:  # a neuron crashed past its restart limit: the error names it
-            return exc
+        if "gave up" in text:  # a neuron crashed past its restart limit: name it
+            ids = {pid.id: g for g, pid in enumerate(self.ctx.pids)}
+            return EngineError(re.sub(r"<pid (\d+)>", lambda m: f"<neuron {self.wiring.name(ids[int(m[1])])}>"
+                                      if int(m[1]) in ids else m[0], text))
         replies: list = []
 
         def collector(me):
             while True:
-                replies.append((yield))
+                replies.append((yield ANY))
 
         probe = self.rt.spawn(collector, name="probe")
         for pid in self.ctx.pids[self.wiring.n_sensors:]:
@@ -854,9 +839,9 @@ class ProcessNetwork:
         except EngineError:
             pass
         answers = {m[1]: m[2] for m in replies}
-        names = self.wiring.names
-        silent = [names[g] for g in range(self.wiring.n_sensors, len(names)) if g not in answers]
-        waiting = [f"{names[g]} ({s})" for g, s in sorted(answers.items())
+        w = self.wiring
+        silent = [w.name(g) for g in range(w.n_sensors, w.size) if g not in answers]
+        waiting = [f"{w.name(g)} ({s})" for g, s in sorted(answers.items(), key=lambda kv: (not kv[1].startswith("forward"), kv[0]))
                    if s.startswith(("forward", "backward"))]
         if silent:
             more = f" (and {len(silent) - 5} more)" if len(silent) > 5 else ""
@@ -883,23 +868,31 @@ class ProcessNetwork:
         return self._call(("batch", np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss,
                            truncate, commit))
 
-    def params(self) -> Params:
-        ps = self._call(("get",))
-        return Params._adopt(self.wiring.join(ps, self.like))
+    def _to_params(self, ps: list[np.ndarray]) -> Params:
+        return self.wiring.layout.to_params(self.wiring.join(ps, self.dtype))
 
-    def set_params(self, params, steps: int = 0) -> None:
+    def params(self) -> Params:
+        """The params, asked of every neuron by message."""
+        return self._to_params(self._call(("get",)))
+
+    def set_params(self, params, opt_state=None) -> None:
+        w = self.wiring
         P = check_params(self.net, params, self.dtype)
-        self._call(("set", self.wiring.split(P), steps))
+        names = self.ctx.optimizer.slot_names
+        sl = None
+        if opt_state is not None and names:
+            per = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype)) for s in names}
+            sl = [{s: per[s][k] for s in names} for k in range(w.n_neurons)]
+        steps = 0 if opt_state is None else opt_state.step
+        self._call(("set", w.split(w.layout.flatten(P, self.dtype)), sl, steps))
 
     def opt_state(self):
         from ..optimizers import OptState
 
         pairs = self._call(("slots",))
         steps = pairs[0][1] if pairs else 0
-        slots = {}
-        for s in self.ctx.optimizer.slot_names:
-            slots[s] = Params._adopt(self.wiring.join([pr[0][s] for pr in pairs], self.like))
-        return OptState(steps, slots)
+        return OptState(steps, {s: self._to_params([pr[0][s] for pr in pairs])
+                                for s in self.ctx.optimizer.slot_names})
 
     def close(self) -> None:
         try:
@@ -914,13 +907,13 @@ class ProcessNetwork:
         return self.rt.trace_log
 
     def trace_lines(self, limit: int | None = None) -> list[str]:
-        """Readable lines: "sensor x0 -> neuron h1: f (0, 0, 0, 0, array(...))"."""
-        return [format_event(e) for e in self.rt.trace_log[:limit]]
+        """Readable lines: "sensor x0 -> neuron h1: forward (0, 0, 0, array(float64, (4,)))"."""
+        return [format_event(e, self.wiring) for e in self.rt.trace_log[:limit]]
 
     def trace_json(self) -> str:
-        return json.dumps([{"seq": e.seq, "time": e.time, "sender": _pname(e.sender),
-                            "receiver": _pname(e.receiver), "kind": e.kind, "summary": e.summary}
-                           for e in self.rt.trace_log])
+        return json.dumps([{"seq": e.seq, "time": e.time, "sender": _pname(e.sender, self.wiring),
+                            "receiver": _pname(e.receiver, self.wiring), "kind": e.kind,
+                            "summary": e.summary} for e in self.rt.trace_log])
 
 
 _KINDS = {"f": "forward", "d": "delta", "o": "output", "pz": "softmax z", "pd": "softmax delta",
@@ -928,12 +921,18 @@ _KINDS = {"f": "forward", "d": "delta", "o": "output", "pz": "softmax z", "pd": 
           "out": "outputs", "grad": "loss gradient"}
 
 
-def _pname(pid) -> str:
-    return pid.name or f"pid {pid.id}"
+def _pname(pid, wiring: Wiring | None = None) -> str:
+    if pid.name:
+        return pid.name
+    if wiring is not None and pid._sup is not None and pid._sup.spec.fn is neuron_process:
+        return f"neuron {wiring.name(pid._sup.spec.args[0])}"
+    return f"pid {pid.id}"
 
 
-def format_event(e: TraceEvent) -> str:
-    return f"{_pname(e.sender)} -> {_pname(e.receiver)}: {_KINDS.get(e.kind, e.kind)} {e.summary}"
+def format_event(e: TraceEvent, wiring: Wiring | None = None) -> str:
+    """One message as a readable line: who, to whom, what."""
+    return (f"{_pname(e.sender, wiring)} -> {_pname(e.receiver, wiring)}: "
+            f"{_KINDS.get(e.kind, e.kind)} {e.summary}")
 
 
 # --- the engine interface ----------------------------------------------------------------------
@@ -973,7 +972,7 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
         value, grads = pn.train_batch(X, Y, loss_fn, truncate, commit=False)
     finally:
         pn.close()
-    return value, Params._adopt(pn.wiring.join(grads, pn.like))
+    return value, pn._to_params(grads)
 
 
 class Trainer:
@@ -997,7 +996,7 @@ class Trainer:
         return self.pn.params()
 
     def set_params(self, params) -> None:
-        self.pn.set_params(params)
+        self.pn.set_params(params, self.pn.opt_state())
 
     def opt_state(self):
         return self.pn.opt_state()
