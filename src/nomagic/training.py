@@ -181,7 +181,6 @@ def fit(net: Network, X, Y, *, loss: str = "mse", optimizer="adam", epochs: int 
         ckpt_dir = Path(checkpoint)
         if ckpt_dir.exists() and not ckpt_dir.is_dir():
             raise InvalidInputError(f"checkpoint must be a directory; {ckpt_dir} is a file")
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path = ckpt_dir / CHECKPOINT_FILE
         fingerprint = _fingerprint(
             {"net": net.to_dict(), "loss": loss_fn.name, "optimizer": opt.config(),
@@ -200,6 +199,8 @@ def fit(net: Network, X, Y, *, loss: str = "mse", optimizer="adam", epochs: int 
     n_batches = -(-n // batch_size)
     history = state["history"]
     try:
+        if ckpt_path is not None:  # created only once every argument has been checked
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         for epoch in range(state["epoch"], epochs):
             if state["stopped"]:
                 break

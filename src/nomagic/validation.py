@@ -11,13 +11,14 @@ def check_inputs(net, X, dtype) -> np.ndarray:
     """X as a float array of the right rank and width for ``net``; raises on anything else."""
     try:
         X = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ShapeError(f"inputs could not be read as an array: {exc}") from None
+    except (ValueError, TypeError):  # ragged lists and the like
+        raise ShapeError("inputs are ragged (rows or sequences of different lengths); pad them "
+                         "to one length") from None
     if X.dtype == object:
         raise ShapeError("inputs are ragged (rows or sequences of different lengths); pad them "
                          "to one length")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-        raise InvalidInputError(f"inputs must be numbers; got dtype {X.dtype}")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.iscomplexobj(X):
+        raise InvalidInputError(f"inputs must be real numbers; got dtype {X.dtype}")
     want = 3 if net.is_recurrent else 2
     if X.ndim == 1 and not net.is_recurrent and net.n_inputs == X.shape[0]:
         raise ShapeError(
@@ -46,12 +47,12 @@ def check_targets(net, loss, Y, X, dtype) -> np.ndarray:
     """Targets shaped like the network's output for ``X`` (class indices become one-hot)."""
     try:
         Y = np.asarray(Y)
-    except Exception as exc:
-        raise ShapeError(f"targets could not be read as an array: {exc}") from None
+    except (ValueError, TypeError):
+        raise ShapeError("targets are ragged (rows of different lengths); pad them to one length") from None
     if Y.dtype == object:
         raise ShapeError("targets are ragged; pad them to one length")
-    if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == np.bool_):
-        raise InvalidInputError(f"targets must be numbers; got dtype {Y.dtype}")
+    if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == np.bool_) or np.iscomplexobj(Y):
+        raise InvalidInputError(f"targets must be real numbers; got dtype {Y.dtype}")
     if Y.ndim >= 1 and Y.shape[0] == 0:
         raise EmptyDataError("no targets: batch size 0")
     if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
