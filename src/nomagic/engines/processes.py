@@ -163,6 +163,12 @@ class Wiring:
         for k, members in enumerate(self.actuators):
             self.output_of[members] = k
             self.output_pos[members] = np.arange(len(members))
+        self.n_trainable = np.bincount(in_target[self.in_param >= 0], minlength=g)
+        # the same as Python lists: what each neuron reads when a batch begins, read fast
+        for name in ("in_ptr", "in_src", "in_rec", "in_dslot", "out_ptr", "out_dst", "out_slot",
+                     "out_rec", "static", "pop_of", "bias_param", "output_of", "output_pos",
+                     "n_trainable"):
+            setattr(self, f"{name}_l", getattr(self, name).tolist())
 
     def name(self, g: int) -> str:
         """A neuron's or sensor's name, as in ``net.neurons()``."""
@@ -237,10 +243,10 @@ class _Hang(Exception):
 
 def _targets(ctx: Context, g: int) -> list[tuple]:
     """Where g's value goes: (pid, input slot there, recurrent, consumer runs once)."""
-    w = ctx.wiring
-    lo, hi = w.out_ptr[g], w.out_ptr[g + 1]
-    return [(ctx.pids[d], int(s), bool(r), bool(w.static[d]))
-            for d, s, r in zip(w.out_dst[lo:hi], w.out_slot[lo:hi], w.out_rec[lo:hi])]
+    w, pids, static = ctx.wiring, ctx.pids, ctx.wiring.static_l
+    lo, hi = w.out_ptr_l[g], w.out_ptr_l[g + 1]
+    return [(pids[d], s, r, static[d])
+            for d, s, r in zip(w.out_dst_l[lo:hi], w.out_slot_l[lo:hi], w.out_rec_l[lo:hi])]
 
 
 def _send_value(send, targets, b: int, t: int, T: int, me_static: bool, value) -> None:
@@ -275,6 +281,15 @@ def sensor_process(me, state, g: int, ctx: Context):
 _NO_SLOTS: dict = {}
 
 
+def _snapshot(me, p: np.ndarray, slots: dict, steps: int, batch: tuple) -> None:
+    """What a neuron restarts from if it crashes during ``batch``. A prediction changes nothing,
+    so it needs no copies; a training batch ends by updating p and slots in place."""
+    if batch[3]:
+        me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, batch))
+    else:
+        me.snapshot((p, slots, steps, batch))
+
+
 def neuron_process(me, state, g: int, ctx: Context):
     """A neuron: owns p (its trainable incoming weights, then its bias) and its optimizer state.
 
@@ -289,7 +304,7 @@ def neuron_process(me, state, g: int, ctx: Context):
             kind = msg[0]
             if kind == "begin":
                 batch = msg[1:]
-                me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, batch))
+                _snapshot(me, p, slots, steps, batch)
             elif kind == "get":
                 send(msg[1], ("params", g, p.copy()))
             elif kind == "slots":
@@ -317,40 +332,33 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
     """
     wiring = ctx.wiring
     send = me.send
+    pids = ctx.pids
     b, T, B, train, fused, horizon = batch
-    pop = wiring.pops[wiring.pop_of[g]]
+    pop = wiring.pops[wiring.pop_of_l[g]]
     act = get_activation(pop.activation)
     softmax = pop.activation == "softmax"
     product = pop.aggregation == "product"
-    static = bool(wiring.static[g])
-    lo, hi = wiring.in_ptr[g], wiring.in_ptr[g + 1]
+    static = wiring.static_l[g]
+    lo, hi = wiring.in_ptr_l[g], wiring.in_ptr_l[g + 1]
     n_src = hi - lo
-    in_param = wiring.in_param[lo:hi]
-    trainable = in_param >= 0
-    n_w = int(trainable.sum())
-    has_bias = wiring.bias_param[g] >= 0
-    rec_src = wiring.in_rec[lo:hi]
-    n_rec = int(rec_src.sum())
+    n_w = wiring.n_trainable_l[g]
+    has_bias = wiring.bias_param_l[g] >= 0
+    rec_slots = [j for j, r in enumerate(wiring.in_rec_l[lo:hi]) if r]
+    n_rec = len(rec_slots)
     dt = p.dtype
-
-    def weights() -> np.ndarray:
+    if n_w == n_src:  # every synapse trainable: the weights are p's first n_w entries
+        w = p[:n_w]
+    else:  # fixed one-to-one synapses (gated cells) keep their fixed weights
         w = wiring.in_fixed[lo:hi].astype(dt)
-        w[trainable] = p[:n_w]
-        return w
-
-    w = weights()
+        w[wiring.in_param[lo:hi] >= 0] = p[:n_w]
     targets = _targets(ctx, g)
-    delta_to = [(j, ctx.pids[s], int(d), bool(r), bool(wiring.static[s]))
-                for j, (s, d, r) in enumerate(zip(wiring.in_src[lo:hi], wiring.in_dslot[lo:hi],
-                                                  rec_src))
-                if s >= wiring.n_sensors]
-    out_k = wiring.output_of[g]
-    actuator = (ctx.actuator_pids[out_k], int(wiring.output_pos[g])) if out_k >= 0 else None
+    out_k = wiring.output_of_l[g]
+    actuator = (ctx.actuator_pids[out_k], wiring.output_pos_l[g]) if out_k >= 0 else None
     peers = []
     peer_pos = 0
     if softmax:
         first = wiring.start[pop.name]
-        peers = [ctx.pids[first + i] for i in range(pop.size)]
+        peers = pids[first:first + pop.size]
         peer_pos = g - first
     n_peers = len(peers)
     Tl = 1 if static else T
@@ -359,9 +367,8 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
     filled = bytearray(Tl * n_src)
     count = [0] * Tl
     need = [n_src - (n_rec if t == 0 else 0) for t in range(Tl)]
-    if n_rec:  # recurrent inputs are zero before the first step
-        for slot in np.flatnonzero(rec_src):
-            filled[slot] = 1
+    for slot in rec_slots:  # recurrent inputs are zero before the first step
+        filled[slot] = 1
     Z = np.empty((Tl, B), dtype=dt)
     A = np.empty((Tl, B), dtype=dt)
     PZ = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
@@ -370,23 +377,28 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
     n_cons = len(targets)
     out_slot = n_cons if actuator is not None else -1
     nd = n_cons + (actuator is not None)
-    D = np.zeros((Tl, nd, B), dtype=dt)
-    d_filled, d_count = bytearray(Tl * nd), [0] * Tl
-    d_need = []
-    for t in range(Tl):
-        n = 1 if actuator is not None else 0
-        for _, _, rec, cstatic in targets:
-            if rec:
-                n += t + 1 < Tl and t + 1 > horizon
-            elif cstatic and not static:
-                n += t == Tl - 1
-            else:
-                n += 1
-        d_need.append(n)
-    PD = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
-    pd_filled, pd_count = bytearray(Tl * n_peers), [0] * Tl
-    grad = np.zeros(p.shape, dtype=dt)
-    w_pos = np.flatnonzero(trainable)
+    if train:
+        D = np.zeros((Tl, nd, B), dtype=dt)
+        d_filled, d_count = bytearray(Tl * nd), [0] * Tl
+        d_need = []
+        for t in range(Tl):
+            n = 1 if actuator is not None else 0
+            for _, _, rec, cstatic in targets:
+                if rec:
+                    n += t + 1 < Tl and t + 1 > horizon
+                elif cstatic and not static:
+                    n += t == Tl - 1
+                else:
+                    n += 1
+            d_need.append(n)
+        PD = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
+        pd_filled, pd_count = bytearray(Tl * n_peers), [0] * Tl
+        grad = np.zeros(p.shape, dtype=dt)
+        w_pos = np.flatnonzero(wiring.in_param[lo:hi] >= 0)
+        n_sensors, static_of = wiring.n_sensors, wiring.static_l
+        delta_to = [(j, pids[s], d, r, static_of[s]) for j, (s, d, r) in
+                    enumerate(zip(wiring.in_src_l[lo:hi], wiring.in_dslot_l[lo:hi],
+                                  wiring.in_rec_l[lo:hi])) if s >= n_sensors]
     fwd_t, bwd_t = 0, Tl - 1  # the next step to compute, forward and backward
     sm_wait = smd_wait = -1  # softmax: the step waiting for its peers
     da_wait = None
@@ -480,7 +492,7 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
                     return steps, None
                 elif kind == "begin":  # the last batch was a prediction: on to the next
                     batch = msg[1:]
-                    me.snapshot((p.copy(), {k: v.copy() for k, v in slots.items()}, steps, batch))
+                    _snapshot(me, p, slots, steps, batch)
                     return steps, batch
                 elif kind == "status":
                     send(msg[1], ("status", g, _describe(phase, fwd_t, bwd_t)))
@@ -804,6 +816,9 @@ class ProcessNetwork:
         finally:
             if gc_was:
                 gc.enable()
+        # the processes live as long as the network: keep the cyclic collector from walking
+        # through all of them again and again (it finds nothing to free there)
+        gc.freeze()
 
     @property
     def n_processes(self) -> int:
@@ -812,10 +827,15 @@ class ProcessNetwork:
     def _call(self, msg) -> Any:
         self.inbox.ready = False
         self.rt.send(self.cortex, msg)
+        gc_was = gc.isenabled()
+        gc.disable()  # messages make no reference cycles; the collector would only walk them
         try:
             self.rt.run(until=lambda: self.inbox.ready, timeout=self.timeout)
         except EngineError as exc:
             raise self._diagnose(exc) from exc
+        finally:
+            if gc_was:
+                gc.enable()
         return self.inbox.value
 
     def _diagnose(self, exc: EngineError) -> EngineError:
