@@ -17,6 +17,7 @@ from .errors import (
     ShapeError,
     UnknownNameError,
 )
+from .engines.processes import ProcessNetwork
 from .files import load
 from .graph import Block, Layer, Network, Population
 from .layers import Stage, dense, inputs
@@ -40,4 +41,5 @@ __all__ = [
     "EarlyStopping", "Model", "fit", "GraphBuilder", "NeuronRef", "Neuron", "gru", "lstm", "recurrent",
     "export_onnx",
     "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",
+    "ProcessNetwork",
 ]
