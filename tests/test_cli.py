@@ -35,6 +35,8 @@ def test_digits_trains_saves_and_draws(tmp_path):
     (["digits", "--epochs", "0"], "epochs"),
     (["digits", "--engine", "warp"], "unknown engine"),
     (["digits", "--epochs", "1", "--save", "/nonexistent-dir/x.nomagic"], "does not exist"),
+    (["digits", "--epochs", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
 ])
 def test_errors_are_one_line_without_traceback(args, fragment):
     out = run(*args)

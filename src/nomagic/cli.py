@@ -40,12 +40,19 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.main(args.rest)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (``nomagic: error: ...``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="nomagic", description="Deep learning with no magic.")
+    parser = _Parser(prog="nomagic", description="Deep learning with no magic.")
     parser.add_argument("--version", action="version", version=f"nomagic {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("digits", help="train a 64-128-128-10 network on the digits data and "
                                       "print its test accuracy")
