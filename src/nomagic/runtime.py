@@ -251,7 +251,8 @@ class Process(Pid):
         record = self._sup
         if record is not None:
             record.state = state
-            record.journal.clear()
+            if record.journal is not None:
+                record.journal.clear()
 
     @property
     def runtime(self) -> Runtime:
@@ -466,13 +467,21 @@ class Runtime:
             value = p._value
             p._value = None
             gen = p._gen
-            # a supervised child notes each message it takes, to replay them after a crash
             record = p._sup
-            journal = record.journal if record is not None and record.spec.replay else None
-            if value is _START:
-                value = None
-            elif journal is not None and value is not TIMEOUT:
-                journal.append(value)
+            if record is None or not record.spec.replay:
+                journal = None
+                if value is _START:
+                    value = None
+            else:  # a supervised child notes each message it takes, to replay them after a crash
+                journal = record.journal
+                if value is _START:
+                    value = None
+                    if journal is None:  # made at its first message: a child that waits costs
+                        journal = _LazyJournal(record)  # no list (a million neurons: 56 MB)
+                elif value is not TIMEOUT:
+                    if journal is None:
+                        journal = record.journal = []
+                    journal.append(value)
             try:
                 cmd = gen.send(value)
                 takes = _SLICE
@@ -642,7 +651,7 @@ class Runtime:
         record = p._sup
         if p._wait is not _HELD or record is None:
             return
-        replay, record.journal = record.journal, []
+        replay, record.journal = record.journal, None
         if replay:
             if p._box:
                 replay.extend(p._box)
@@ -718,11 +727,26 @@ class _ChildRecord:
     def __init__(self, spec: Child, supervisor: Process):
         self.spec = spec
         self.state = spec.state
-        self.journal: list = []  # messages received since the last snapshot
+        self.journal: list | None = None  # messages received since the last snapshot
         self.crashes: deque[float] | None = None  # when it crashed (monotonic seconds); made
         # at the first crash, so that a million children that never crash stay small
         self.restarts = 0
         self.supervisor = supervisor
+
+
+class _LazyJournal:
+    """A supervised child's journal until its first message: makes the list then."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: _ChildRecord):
+        self.record = record
+
+    def append(self, msg: Any) -> None:
+        journal = self.record.journal
+        if journal is None:
+            journal = self.record.journal = []
+        journal.append(msg)
 
 
 def _start_child(p: Process, record: _ChildRecord) -> Generator:

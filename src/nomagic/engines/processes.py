@@ -62,6 +62,18 @@ class Fault:
     times: int = 1
     kind: str = "crash"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.neuron, str):
+            raise InvalidInputError(f"Fault: neuron must be a neuron's name; got {self.neuron!r}")
+        if self.phase not in ("forward", "backward", "commit"):
+            raise InvalidInputError(f"Fault: phase must be 'forward', 'backward' or 'commit'; got {self.phase!r}")
+        if self.kind not in ("crash", "hang"):
+            raise InvalidInputError(f"Fault: kind must be 'crash' or 'hang'; got {self.kind!r}")
+        for what in ("batch", "times"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InvalidInputError(f"Fault: {what} must be an int >= 0; got {v!r}")
+
     def fire(self, name: str, phase: str, batch: int) -> bool:
         if self.times > 0 and name == self.neuron and phase == self.phase and batch == self.batch:
             self.times -= 1
@@ -136,7 +148,9 @@ class Wiring:
                 rec.append(np.full(len(rows), b.recurrent))
         if not temporal:
             self.static[:self.n_sensors] = True  # one step: everything runs once
-        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+        def cat(parts, dt):
+            return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
         src, dst = cat(src, np.int64), cat(dst, np.int64)
         param, fixed, rec = cat(param, np.int64), cat(fixed, np.float64), cat(rec, bool)
         order = np.argsort(dst, kind="stable")  # by target; block order, then row order within
@@ -151,6 +165,13 @@ class Wiring:
         self.out_rec = self.in_rec[out_order]
         self.in_dslot = np.empty(len(order), dtype=np.int64)
         self.in_dslot[out_order] = np.arange(len(order)) - self.out_ptr[self.in_src[out_order]]
+        # most neurons are "plain": each synapse out of (into) them carries the value of the same
+        # step to (from) a neuron that runs as often; they send by a shorter path
+        out_src = self.in_src[out_order]
+        odd = self.out_rec | (self.static[self.out_dst] & ~self.static[out_src])
+        self.plain_out = np.bincount(out_src[odd], minlength=g) == 0
+        odd = self.in_rec | (self.static[in_target] & ~self.static[self.in_src])
+        self.plain_in = np.bincount(in_target[odd], minlength=g) == 0
         if temporal and np.any(self.static[dst[rec]] if len(dst) else False):
             raise EngineError("a population that runs once per sequence has a recurrent synapse; "
                               "the processes engine cannot run that")
@@ -167,7 +188,7 @@ class Wiring:
         # the same as Python lists: what each neuron reads when a batch begins, read fast
         for name in ("in_ptr", "in_src", "in_rec", "in_dslot", "out_ptr", "out_dst", "out_slot",
                      "out_rec", "static", "pop_of", "bias_param", "output_of", "output_pos",
-                     "n_trainable"):
+                     "n_trainable", "plain_out", "plain_in"):
             setattr(self, f"{name}_l", getattr(self, name).tolist())
 
     def name(self, g: int) -> str:
@@ -193,15 +214,36 @@ class Wiring:
         bias = self.bias_param[g]
         return np.append(idx, bias) if bias >= 0 else idx
 
+    def own_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """``param_index`` of every neuron at once: (index, ptr), neuron g's positions being
+        ``index[ptr[k]:ptr[k + 1]]`` with k = g − n_sensors. Made once, with NumPy."""
+        own = self.__dict__.get("_own")
+        if own is None:
+            keep = self.in_param >= 0
+            owner = np.repeat(np.arange(self.size), np.diff(self.in_ptr))[keep]  # ascending
+            has_bias = self.bias_param >= 0
+            ptr = np.concatenate([[0], np.cumsum(self.n_trainable + has_bias)])
+            index = np.empty(int(ptr[-1]), dtype=np.int64)
+            rank = np.arange(len(owner)) - np.searchsorted(owner, owner)  # its place among g's
+            index[ptr[owner] + rank] = self.in_param[keep]
+            gb = np.flatnonzero(has_bias)
+            index[ptr[gb + 1] - 1] = self.bias_param[gb]  # the bias comes last
+            own = self._own = (index, ptr[self.n_sensors:])
+        return own
+
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
-        """Each neuron's own params, cut out of the network's flat param vector."""
-        return [flat[self.param_index(g)] for g in range(self.n_sensors, self.size)]
+        """Each neuron's own params, cut out of the network's flat param vector: views into
+        one gathered copy (a slice costs far less than a gather per neuron)."""
+        index, ptr = self.own_params()
+        values = flat[index]
+        bounds = ptr.tolist()
+        return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     def join(self, ps: list[np.ndarray], dtype) -> np.ndarray:
         """The network's flat param vector, gathered back from every neuron's p."""
         flat = np.zeros(self.layout.size, dtype=dtype)
-        for g, p in zip(range(self.n_sensors, self.size), ps):
-            flat[self.param_index(g)] = p
+        if ps:
+            flat[self.own_params()[0]] = np.concatenate(ps)
         return flat
 
 
@@ -227,6 +269,13 @@ class Context:
         self.l1, self.l2 = l1, l2
         self.faults = faults
         self.clip_norm: float | None = None
+        self.first_id = 0  # the pid id of the first neuron
+
+    def neuron_index(self, pid) -> int:
+        """A neuron process's g. Neurons are spawned one after the other, so their pids are
+        consecutive (checked when they are spawned); a neuron works its g out when it needs it
+        rather than keep it: a million ints and argument tuples less."""
+        return self.wiring.n_sensors + pid.id - self.first_id
 
 
 def _fault(ctx: Context, g: int, phase: str, batch: int) -> None:
@@ -242,16 +291,23 @@ class _Hang(Exception):
 
 
 def _targets(ctx: Context, g: int) -> list[tuple]:
-    """Where g's value goes: (pid, input slot there, recurrent, consumer runs once)."""
+    """Where g's value goes: (pid, input slot there, recurrent, consumer runs once); for a
+    plain g (``Wiring.plain_out``) only (pid, input slot there)."""
     w, pids, static = ctx.wiring, ctx.pids, ctx.wiring.static_l
     lo, hi = w.out_ptr_l[g], w.out_ptr_l[g + 1]
+    if w.plain_out_l[g]:
+        return [(pids[d], s) for d, s in zip(w.out_dst_l[lo:hi], w.out_slot_l[lo:hi])]
     return [(pids[d], s, r, static[d])
             for d, s, r in zip(w.out_dst_l[lo:hi], w.out_slot_l[lo:hi], w.out_rec_l[lo:hi])]
 
 
-def _send_value(send, targets, b: int, t: int, T: int, me_static: bool, value) -> None:
+def _send_value(send, targets, plain: bool, b: int, t: int, T: int, me_static: bool, value) -> None:
     """Send the value of step t to every consumer: a recurrent consumer uses it at step t+1,
     one that runs once per sequence only at the last step."""
+    if plain:
+        for pid, slot in targets:
+            send(pid, ("f", b, t, slot, value))
+        return
     for pid, slot, rec, static in targets:
         if rec:
             if t + 1 < T:
@@ -271,9 +327,10 @@ def sensor_process(me, state, g: int, ctx: Context):
         if msg[0] == "x":
             _, b, column = msg  # (T, B): one vector per step
             targets = _targets(ctx, g)
+            plain = ctx.wiring.plain_out_l[g]
             T = column.shape[0]
             for t in range(T):
-                _send_value(send, targets, b, t, T, False, column[t])
+                _send_value(send, targets, plain, b, t, T, False, column[t])
         elif msg[0] == "stop":
             return
 
@@ -290,14 +347,14 @@ def _snapshot(me, p: np.ndarray, slots: dict, steps: int, batch: tuple) -> None:
         me.snapshot((p, slots, steps, batch))
 
 
-def neuron_process(me, state, g: int, ctx: Context):
+def neuron_process(me, state, ctx: Context):
     """A neuron: owns p (its trainable incoming weights, then its bias) and its optimizer state.
 
     ``state`` is the snapshot it starts from: (p, slots, steps, batch), where batch describes
     the mini-batch in progress (None between batches). Between batches it keeps nothing else.
     """
     p, slots, steps, batch = state
-    send = me.send
+    # (no `send = me.send` here: a bound method kept by every idle neuron costs 64 bytes each)
     while True:
         if batch is None:
             msg = yield ANY
@@ -306,20 +363,20 @@ def neuron_process(me, state, g: int, ctx: Context):
                 batch = msg[1:]
                 _snapshot(me, p, slots, steps, batch)
             elif kind == "get":
-                send(msg[1], ("params", g, p.copy()))
+                me.send(msg[1], ("params", ctx.neuron_index(me), p.copy()))
             elif kind == "slots":
-                send(msg[1], ("slots", g, {k: v.copy() for k, v in slots.items()}, steps))
+                me.send(msg[1], ("slots", ctx.neuron_index(me), {k: v.copy() for k, v in slots.items()}, steps))
             elif kind == "set":
                 p = msg[1].copy()
                 slots = {k: v.copy() for k, v in msg[2].items()} if msg[2] else _NO_SLOTS
                 steps = msg[3]
                 me.snapshot((p.copy(), slots, steps, None))
             elif kind == "status":
-                send(msg[1], ("status", g, "idle"))
+                me.send(msg[1], ("status", ctx.neuron_index(me), "idle"))
             elif kind == "stop":
                 return
             continue
-        outcome = yield from _neuron_batch(me, g, ctx, p, slots, steps, batch)
+        outcome = yield from _neuron_batch(me, ctx.neuron_index(me), ctx, p, slots, steps, batch)
         if outcome is None:
             return
         steps, batch = outcome
@@ -352,6 +409,7 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
         w = wiring.in_fixed[lo:hi].astype(dt)
         w[wiring.in_param[lo:hi] >= 0] = p[:n_w]
     targets = _targets(ctx, g)
+    plain_out = wiring.plain_out_l[g]
     out_k = wiring.output_of_l[g]
     actuator = (ctx.actuator_pids[out_k], wiring.output_pos_l[g]) if out_k >= 0 else None
     peers = []
@@ -363,12 +421,15 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
     n_peers = len(peers)
     Tl = 1 if static else T
     # forward buffers: X[t, slot] is the value of input `slot` used at step t
-    X = np.zeros((Tl, n_src, B), dtype=dt)
+    # (every entry is filled before it is used; the recurrent ones of step 0 with zeros, below)
+    X = np.empty((Tl, n_src, B), dtype=dt)
+    X_rows = X.reshape(Tl * n_src, B)  # X_rows[t * n_src + slot] is X[t, slot]: faster to fill
     filled = bytearray(Tl * n_src)
     count = [0] * Tl
     need = [n_src - (n_rec if t == 0 else 0) for t in range(Tl)]
     for slot in rec_slots:  # recurrent inputs are zero before the first step
         filled[slot] = 1
+        X_rows[slot] = 0
     Z = np.empty((Tl, B), dtype=dt)
     A = np.empty((Tl, B), dtype=dt)
     PZ = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
@@ -378,10 +439,12 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
     out_slot = n_cons if actuator is not None else -1
     nd = n_cons + (actuator is not None)
     if train:
-        D = np.zeros((Tl, nd, B), dtype=dt)
+        # a delta that never comes (truncated BPTT, no step after the last) counts as zero
+        D = np.empty((Tl, nd, B), dtype=dt) if plain_out else np.zeros((Tl, nd, B), dtype=dt)
+        D_rows = D.reshape(Tl * nd, B)
         d_filled, d_count = bytearray(Tl * nd), [0] * Tl
-        d_need = []
-        for t in range(Tl):
+        d_need = [nd] * Tl if plain_out else []  # how many deltas step t waits for
+        for t in range(0 if plain_out else Tl):
             n = 1 if actuator is not None else 0
             for _, _, rec, cstatic in targets:
                 if rec:
@@ -396,9 +459,14 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
         grad = np.zeros(p.shape, dtype=dt)
         w_pos = np.flatnonzero(wiring.in_param[lo:hi] >= 0)
         n_sensors, static_of = wiring.n_sensors, wiring.static_l
-        delta_to = [(j, pids[s], d, r, static_of[s]) for j, (s, d, r) in
-                    enumerate(zip(wiring.in_src_l[lo:hi], wiring.in_dslot_l[lo:hi],
-                                  wiring.in_rec_l[lo:hi])) if s >= n_sensors]
+        plain_in = wiring.plain_in_l[g]
+        if plain_in:
+            delta_to = [(j, pids[s], d) for j, (s, d) in
+                        enumerate(zip(wiring.in_src_l[lo:hi], wiring.in_dslot_l[lo:hi])) if s >= n_sensors]
+        else:
+            delta_to = [(j, pids[s], d, r, static_of[s]) for j, (s, d, r) in
+                        enumerate(zip(wiring.in_src_l[lo:hi], wiring.in_dslot_l[lo:hi],
+                                      wiring.in_rec_l[lo:hi])) if s >= n_sensors]
     fwd_t, bwd_t = 0, Tl - 1  # the next step to compute, forward and backward
     sm_wait = smd_wait = -1  # softmax: the step waiting for its peers
     da_wait = None
@@ -419,6 +487,10 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
         grad[:n_w] += gw[w_pos]
         if has_bias:
             grad[-1] += dz.sum()
+        if plain_in:
+            for j, pid, dslot in delta_to:
+                send(pid, ("d", b, t, dslot, deltas[j]))
+            return
         for j, pid, dslot, rec, sstatic in delta_to:
             if rec:
                 if t > 0 and t > horizon:
@@ -430,7 +502,7 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
 
     def forward_done(t: int, z: np.ndarray, a: np.ndarray) -> None:
         A[t] = a
-        _send_value(send, targets, b, t, Tl, static, a)
+        _send_value(send, targets, plain_out, b, t, Tl, static, a)
         if actuator is not None:
             send(actuator[0], ("o", b, t, actuator[1], z, a))
 
@@ -448,7 +520,7 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
                     if mb != b or filled[i]:
                         continue  # a copy from an earlier batch, or sent twice
                     filled[i] = 1
-                    X[t, slot] = value
+                    X_rows[i] = value
                     count[t] += 1
                     if t != fwd_t or count[t] != need[t]:
                         continue
@@ -458,7 +530,7 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
                     if mb != b or d_filled[i]:
                         continue
                     d_filled[i] = 1
-                    D[t, k] = value
+                    D_rows[i] = value
                     d_count[t] += 1
                     if t != bwd_t or d_count[t] != d_need[t] or phase != "backward":
                         continue
@@ -489,6 +561,9 @@ def _neuron_batch(me, g: int, ctx: Context, p: np.ndarray, slots: dict, steps: i
                             grad *= scale
                         steps += 1
                         ctx.optimizer.apply_(steps, p, grad, slots, np.empty_like(p))
+                        # restart from here, not from the batch's start: a crash before the
+                        # next batch must not replay this commit onto the updated p
+                        me.snapshot((p, slots, steps, None))
                     return steps, None
                 elif kind == "begin":  # the last batch was a prediction: on to the next
                     batch = msg[1:]
@@ -659,7 +734,6 @@ def _gather(me, neurons, request: str, reply: str):
 def cortex_process(me, ctx: Context, inbox: _Result):
     """The cortex: drives each mini-batch through sensors, neurons and actuators."""
     wiring = ctx.wiring
-    sensors = ctx.pids[:wiring.n_sensors]
     neurons = ctx.pids[wiring.n_sensors:]
     actuators = ctx.actuator_pids
     send = me.send
@@ -771,7 +845,7 @@ class ProcessNetwork:
         if not isinstance(net, Network):
             raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
+                                    or not timeout > 0):  # also NaN
             raise InvalidInputError(f"timeout must be a positive number of seconds; got {timeout!r}")
         P = check_params(net, params)
         self.net = net
@@ -781,7 +855,7 @@ class ProcessNetwork:
         from ..optimizers import SGD
 
         optimizer = optimizer or SGD(1.0)
-        self.ctx = ctx = Context(w, optimizer, l1, l2, list(faults or []))
+        self.ctx = ctx = Context(w, optimizer, l1, l2, _check_faults(faults, w))
         ctx.clip_norm = clip_norm
         self.rt = rt = Runtime(trace=bool(trace))
         ps = w.split(w.layout.flatten(P, self.dtype))
@@ -798,13 +872,18 @@ class ProcessNetwork:
             sensors = Supervisor(rt, [Child(sensor_process, None, (g, ctx), name=f"sensor {w.name(g)}")
                                       for g in range(w.n_sensors)],
                                  max_restarts=max_restarts, name="sensor supervisor")
-            first = w.n_sensors
+            shared = (ctx,)  # one tuple for all: a neuron's g follows from its pid
             children = [Child(neuron_process,
                               (p, {s: sl[s][k] for s in names} if names else _NO_SLOTS, steps, None),
-                              (first + k, ctx))  # unnamed: a name per neuron costs memory
+                              shared)  # unnamed: a name per neuron costs memory
                         for k, p in enumerate(ps)]
             self.supervisor = Supervisor(rt, children, max_restarts=max_restarts,
                                          name="neuron supervisor")
+            kids = self.supervisor.children
+            if kids:
+                ctx.first_id = kids[0].id
+                if kids[-1].id - kids[0].id != len(kids) - 1:  # ids only grow: so all consecutive
+                    raise EngineError("internal error: the neuron processes got no consecutive pids")
             actuators = Supervisor(rt, [Child(actuator_process, None, (k, ctx), name=f"actuator {k}")
                                         for k in range(len(w.actuators))],
                                    max_restarts=max_restarts, name="actuator supervisor")
@@ -832,7 +911,10 @@ class ProcessNetwork:
         try:
             self.rt.run(until=lambda: self.inbox.ready, timeout=self.timeout)
         except EngineError as exc:
-            raise self._diagnose(exc) from exc
+            better = self._diagnose(exc)
+            if better is exc:
+                raise
+            raise better from exc
         finally:
             if gc_was:
                 gc.enable()
@@ -842,9 +924,13 @@ class ProcessNetwork:
         """After a hang, ask every neuron what it waits for; name those that never answer."""
         text = str(exc)
         if "gave up" in text:  # a neuron crashed past its restart limit: name it
-            ids = {pid.id: g for g, pid in enumerate(self.ctx.pids)}
-            return EngineError(re.sub(r"<pid (\d+)>", lambda m: f"<neuron {self.wiring.name(ids[int(m[1])])}>"
-                                      if int(m[1]) in ids else m[0], text))
+            return EngineError(self._named(text))
+        if text.startswith("run timed out"):  # still busy when the time was up: slow, not hung
+            return EngineError(f"the network of processes did not finish within timeout={self.timeout}s; "
+                               f"give a larger timeout (or None) for a network this size. "
+                               f"{self._named(text)}")
+        if not text.startswith("deadlock"):
+            return exc  # a crash (of the cortex, say): its own message says it best
         replies: list = []
 
         def collector(me):
@@ -861,13 +947,27 @@ class ProcessNetwork:
         answers = {m[1]: m[2] for m in replies}
         w = self.wiring
         silent = [w.name(g) for g in range(w.n_sensors, w.size) if g not in answers]
-        waiting = [f"{w.name(g)} ({s})" for g, s in sorted(answers.items(), key=lambda kv: (not kv[1].startswith("forward"), kv[0]))
+        waiting = [f"{w.name(g)} ({s})" for g, s in
+                   sorted(answers.items(), key=lambda kv: (not kv[1].startswith("forward"), kv[0]))
                    if s.startswith(("forward", "backward"))]
         if silent:
             more = f" (and {len(silent) - 5} more)" if len(silent) > 5 else ""
             also = f"; waiting on it: {', '.join(waiting[:5])}" if waiting else ""
             return EngineError(f"neuron {', '.join(silent[:5])}{more} never answered{also}")
         return EngineError(f"the network of processes hung: {text}")
+
+    def _named(self, text: str) -> str:
+        """``text`` with each "<pid N>" of a neuron written "<neuron NAME>"."""
+        w, pids = self.wiring, self.ctx.pids
+        if len(pids) <= w.n_sensors:
+            return text
+        first = pids[w.n_sensors].id
+
+        def name(m: re.Match) -> str:
+            g = w.n_sensors + int(m[1]) - first
+            return f"<neuron {w.name(g)}>" if w.n_sensors <= g < len(pids) and pids[g].id == int(m[1]) else m[0]
+
+        return re.sub(r"<pid (\d+)>", name, text)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Outputs in engine layout for checked inputs X."""
@@ -928,11 +1028,12 @@ class ProcessNetwork:
 
     def trace_lines(self, limit: int | None = None) -> list[str]:
         """Readable lines: "sensor x0 -> neuron h1: forward (0, 0, 0, array(float64, (4,)))"."""
-        return [format_event(e, self.wiring) for e in self.rt.trace_log[:limit]]
+        return [format_event(e, self.wiring, self.ctx.pids) for e in self.rt.trace_log[:limit]]
 
     def trace_json(self) -> str:
-        return json.dumps([{"seq": e.seq, "time": e.time, "sender": _pname(e.sender, self.wiring),
-                            "receiver": _pname(e.receiver, self.wiring), "kind": e.kind,
+        w, pids = self.wiring, self.ctx.pids
+        return json.dumps([{"seq": e.seq, "time": e.time, "sender": _pname(e.sender, w, pids),
+                            "receiver": _pname(e.receiver, w, pids), "kind": e.kind,
                             "summary": e.summary} for e in self.rt.trace_log])
 
 
@@ -941,18 +1042,46 @@ _KINDS = {"f": "forward", "d": "delta", "o": "output", "pz": "softmax z", "pd": 
           "out": "outputs", "grad": "loss gradient"}
 
 
-def _pname(pid, wiring: Wiring | None = None) -> str:
+def _pname(pid, wiring: Wiring | None = None, pids: list | None = None) -> str:
+    """A process's name for traces: its own, or "neuron <name>" for a (nameless) neuron."""
     if pid.name:
         return pid.name
+    if wiring is not None and pids is not None and len(pids) > wiring.n_sensors:
+        # neurons are spawned one after the other: their ids are consecutive (checked below);
+        # this still works once the processes have exited (after close())
+        g = wiring.n_sensors + pid.id - pids[wiring.n_sensors].id
+        if wiring.n_sensors <= g < len(pids) and pids[g] is pid:
+            return f"neuron {wiring.name(g)}"
     if wiring is not None and pid._sup is not None and pid._sup.spec.fn is neuron_process:
-        return f"neuron {wiring.name(pid._sup.spec.args[0])}"
+        return f"neuron {wiring.name(pid._sup.spec.args[0].neuron_index(pid))}"
     return f"pid {pid.id}"
 
 
-def format_event(e: TraceEvent, wiring: Wiring | None = None) -> str:
+def format_event(e: TraceEvent, wiring: Wiring | None = None, pids: list | None = None) -> str:
     """One message as a readable line: who, to whom, what."""
-    return (f"{_pname(e.sender, wiring)} -> {_pname(e.receiver, wiring)}: "
+    return (f"{_pname(e.sender, wiring, pids)} -> {_pname(e.receiver, wiring, pids)}: "
             f"{_KINDS.get(e.kind, e.kind)} {e.summary}")
+
+
+def _check_faults(faults, wiring: Wiring) -> list[Fault]:
+    """The faults as a list, each naming a neuron of the network (a typo would never fire)."""
+    if faults is None:
+        return []
+    if isinstance(faults, Fault):
+        faults = [faults]
+    if isinstance(faults, (str, bytes)) or not hasattr(faults, "__iter__"):
+        raise InvalidInputError(f"faults must be a list of Fault(...); got {faults!r}")
+    faults = list(faults)
+    for f in faults:
+        if not isinstance(f, Fault):
+            raise InvalidInputError(f"faults must be a list of Fault(...); got {f!r} in it")
+    if faults:
+        names = {wiring.name(g) for g in range(wiring.n_sensors, wiring.size)}
+        for f in faults:
+            if f.neuron not in names:
+                raise InvalidInputError(f"Fault: the network has no neuron named {f.neuron!r} "
+                                        f"(names as in net.neurons(), e.g. {wiring.name(wiring.n_sensors)!r})")
+    return faults
 
 
 # --- the engine interface ----------------------------------------------------------------------
