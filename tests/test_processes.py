@@ -628,3 +628,28 @@ def test_large_network_forward():
         pn.close()
     assert out.shape == (3, n)
     assert max_diff(out, net.predict(P, X)) <= FWD_TOL
+
+
+def test_predict_async_runs_inside_an_event_loop():
+    import asyncio
+
+    net = nm.inputs(3) | nm.dense(4, activation="tanh") | nm.dense(2, activation="sigmoid")
+    params = net.init(seed=3, dtype="float64")
+    X = np.random.default_rng(3).normal(size=(5, 3))
+    ticks = []
+
+    async def main():
+        pn = nm.ProcessNetwork(net, params, trace=True)
+
+        async def ticker():
+            for _ in range(3):
+                ticks.append(len(pn.trace_events))
+                await asyncio.sleep(0)
+
+        out, _ = await asyncio.gather(pn.predict_async(X), ticker())
+        pn.close()
+        return out
+
+    out = asyncio.run(main())
+    np.testing.assert_allclose(out, net.predict(params, X), rtol=0, atol=1e-12)
+    assert len(ticks) == 3

@@ -920,6 +920,26 @@ class ProcessNetwork:
                 gc.enable()
         return self.inbox.value
 
+    async def _call_async(self, msg) -> Any:
+        """``_call`` for asyncio code: the event loop keeps running between slices of work."""
+        self.inbox.ready = False
+        self.rt.send(self.cortex, msg)
+        try:
+            await self.rt.run_async(until=lambda: self.inbox.ready, timeout=self.timeout)
+        except EngineError as exc:
+            better = self._diagnose(exc)
+            if better is exc:
+                raise
+            raise better from exc
+        return self.inbox.value
+
+    async def predict_async(self, X) -> np.ndarray:
+        """``predict`` from asyncio code (a web server streaming the trace, say)."""
+        X = check_inputs(self.net, X, self.dtype)
+        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
+        out = await self._call_async(("batch", np.ascontiguousarray(Xe), None, None, None, False))
+        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+
     def _diagnose(self, exc: EngineError) -> EngineError:
         """After a hang, ask every neuron what it waits for; name those that never answer."""
         text = str(exc)
