@@ -3,6 +3,7 @@
 from .activations import ACTIVATIONS, get_activation
 from .builder import GraphBuilder, NeuronRef
 from .datasets import Weather, load_weather, windows
+from .engines.processes import ProcessNetwork
 from .errors import (
     EmptyDataError,
     EngineError,
@@ -17,7 +18,6 @@ from .errors import (
     ShapeError,
     UnknownNameError,
 )
-from .engines.processes import ProcessNetwork
 from .files import load
 from .graph import Block, Layer, Network, Population
 from .layers import Stage, dense, inputs

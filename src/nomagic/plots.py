@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from .errors import InvalidInputError
 from .safetensors import atomic_write_bytes
