@@ -20,6 +20,8 @@ from ..graph import Block, Network, Population
 from ..losses import get_loss
 from ..params import Params, as_dtype, check_params
 from ..validation import check_inputs, check_targets
+from . import _blas
+from .fused import Chain, Workspace, chain_for
 
 
 @dataclass
@@ -423,17 +425,26 @@ def _prepare(net: Network, params, dtype=None):
     return plan_for(net), P, dt
 
 
-def predict(net: Network, params, X, **options) -> np.ndarray:
-    """The network's outputs for X, as a new array."""
+def predict(net: Network, params, X, fused: bool = True, **options) -> np.ndarray:
+    """The network's outputs for X, as a new array.
+
+    ``fused=False`` runs the generic population-by-population path even for a plain chain of
+    layers (the reference the fast path is tested against); the numbers agree to rounding.
+    """
     _no_options(options)
     plan, P, dt = _prepare(net, params)
     X = check_inputs(net, X, dt)
-    tape = forward(plan, P, X)
-    return np.array(to_user_layout(plan, outputs(plan, tape)))
+    chain = _chain(net, fused)
+    with _blas.single_threaded(_small(plan, chain, X.shape)):
+        if chain is not None:
+            y = chain.forward(P, Workspace(), X)
+        else:
+            y = outputs(plan, forward(plan, P, X))
+        return np.array(to_user_layout(plan, y))
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
-                  **options):
+                  fused: bool = True, **options):
     """(mean loss, gradients as Params with the same keys and shapes as ``params``)."""
     _no_options(options)
     loss_fn = get_loss(loss)
@@ -441,10 +452,35 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     X = check_inputs(net, X, dt)
     Y = check_targets(net, loss_fn, Y, X, dt)
     _check_truncate(truncate)
-    tape = forward(plan, P, X)
-    value, dy, dz = loss_on_tape(plan, tape, loss_fn, targets_to_engine(plan, Y))
-    grads = backward(plan, P, tape, dy, dz, truncate=truncate)
+    chain = _chain(net, fused)
+    with _blas.single_threaded(_small(plan, chain, X.shape)):
+        if chain is not None:
+            grads = {k: np.empty_like(v) for k, v in P.items()}
+            value = chain.loss_and_grad(P, Workspace(), X, targets_to_engine(plan, Y), loss_fn, grads,
+                                        truncate)
+        else:
+            tape = forward(plan, P, X)
+            value, dy, dz = loss_on_tape(plan, tape, loss_fn, targets_to_engine(plan, Y))
+            grads = backward(plan, P, tape, dy, dz, truncate=truncate)
     return value, Params._adopt({k: grads[k] for k in P})
+
+
+def _chain(net: Network, fused) -> Chain | None:
+    if not isinstance(fused, bool):
+        raise InvalidInputError(f"fused must be True or False; got {fused!r}")
+    return chain_for(net) if fused else None
+
+
+def _small(plan: Plan, chain: Chain | None, X_shape: tuple) -> bool:
+    """Whether every matrix product of a step is small enough to run best on one BLAS thread."""
+    if chain is not None:
+        return _blas.is_small(chain.largest_gemm(X_shape))
+    rows = X_shape[0] * (X_shape[1] if plan.temporal else 1)
+    largest = 0
+    for b in plan.net.blocks:
+        if b.kind == "dense":
+            largest = max(largest, plan.net.population(b.source).size * plan.net.population(b.target).size)
+    return _blas.is_small(rows * largest)
 
 
 def _check_truncate(truncate) -> None:
@@ -467,12 +503,18 @@ class Trainer:
 
     def __init__(self, net: Network, params, optimizer, opt_state, loss, *, l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, truncate: int | None = None,
-                 **options) -> None:
+                 fused: bool = True, **options) -> None:
         from ..params import FlatLayout
 
         _no_options(options)
         _check_truncate(truncate)
         self.net, self.plan = net, plan_for(net)
+        self.chain = _chain(net, fused)
+        self.ws = Workspace()  # arrays reused from one step to the next
+        self._small: dict[tuple, bool] = {}
+        self._parts: list | None = None
+        self._pool = None
+        self._single = None
         self.loss, self.optimizer = loss, optimizer
         self.l1, self.l2, self.clip_norm, self.truncate = l1, l2, clip_norm, truncate
         dt = next(iter(params.values())).dtype
@@ -495,9 +537,17 @@ class Trainer:
     def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
         """One optimizer step on a checked batch; returns the objective before the step."""
         plan = self.plan
-        tape = forward(plan, self.P, X)
-        value, dy, dz = loss_on_tape(plan, tape, self.loss, targets_to_engine(plan, Y))
-        backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
+        small = self._small.get(X.shape)
+        if small is None:
+            small = self._small[X.shape] = _small(plan, self.chain, X.shape)
+        self._single_threaded(small)
+        if self.chain is not None:
+            value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), self.loss,
+                                             self.G, self.truncate)
+        else:
+            tape = forward(plan, self.P, X)
+            value, dy, dz = loss_on_tape(plan, tape, self.loss, targets_to_engine(plan, Y))
+            backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
         g, w = self.gflat, self.flat
         if self.weight_mask is not None:  # penalty l1·Σ|w| + l2·Σw² on weights, not biases
             masked = w * self.weight_mask
@@ -511,11 +561,61 @@ class Trainer:
             if norm > self.clip_norm:
                 g *= self.clip_norm / norm
         self.step_count += 1
-        self.optimizer.apply_(self.step_count, w, g, self.slots, self.tmp)
+        self._optimizer_step(w, g)
         return value
 
+    # the optimizer's update is element-wise: run on pieces of the flat vectors it gives the same
+    # numbers, and pieces that fit in the cache, shared among threads, make a big model's step faster
+    PARALLEL_MIN = 1 << 19  # params; below this one call on the whole vectors is fastest
+    CHUNK = 1 << 15
+
+    def _optimizer_step(self, w: np.ndarray, g: np.ndarray) -> None:
+        t = self.step_count
+        if self._parts is None:
+            self._parts = self._split(w.size)
+        if not self._parts:
+            self.optimizer.apply_(t, w, g, self.slots, self.tmp)
+            return
+
+        def run(part):
+            for a, b in part:
+                self.optimizer.apply_(t, w[a:b], g[a:b], {k: v[a:b] for k, v in self.slots.items()},
+                                      self.tmp[a:b])
+
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(self._parts) - 1, thread_name_prefix="nomagic-opt")
+        futures = [self._pool.submit(run, part) for part in self._parts[1:]]
+        run(self._parts[0])
+        for f in futures:
+            f.result()
+
+    def _split(self, n: int) -> list:
+        threads = _blas.blas_threads() or 1
+        if n < self.PARALLEL_MIN or threads < 2:
+            return []
+        bounds = np.linspace(0, n, threads + 1).astype(int) // 16 * 16
+        bounds[-1] = n
+        return [[(a, min(a + self.CHUNK, hi)) for a in range(lo, hi, self.CHUNK)]
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def _single_threaded(self, small: bool) -> None:
+        """One BLAS thread from the first small batch until ``close`` (switching per step would
+        cost more than a small step's products); a big batch gets every thread back."""
+        if small and self._single is None:
+            self._single = _blas.single_threaded(True)
+            self._single.__enter__()
+        elif not small and self._single is not None:
+            self._single.__exit__(None, None, None)
+            self._single = None
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return to_user_layout(self.plan, outputs(self.plan, forward(self.plan, self.P, X)))
+        small = _small(self.plan, self.chain, X.shape)
+        with _blas.single_threaded(small), _blas.all_threads(0 if small else _blas.SMALL_GEMM):
+            if self.chain is not None:
+                return to_user_layout(self.plan, self.chain.forward(self.P, Workspace(), X))
+            return to_user_layout(self.plan, outputs(self.plan, forward(self.plan, self.P, X)))
 
     def params(self) -> Params:
         return self.layout.to_params(self.flat)
@@ -529,4 +629,7 @@ class Trainer:
         return OptState(self.step_count, {s: self.layout.to_params(v) for s, v in self.slots.items()})
 
     def close(self) -> None:
-        pass
+        self._single_threaded(False)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
