@@ -26,6 +26,8 @@ class ProgressBar:
 
     def update(self, n: int = 1, **info) -> None:
         self.done = min(self.done + n, self.total)
+        if not self.enabled:
+            return
         if info:
             self.info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                   for k, v in info.items())
