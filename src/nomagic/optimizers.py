@@ -6,6 +6,7 @@ copies, and ``nm.fit`` runs it in place on the engine's own buffers (same number
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,20 @@ class Optimizer:
 
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
+    # An update is a dozen element-wise passes over its vectors. A vector longer than CHUNK_MIN is
+    # updated CHUNK elements at a time, so that the passes after the first find the piece in the
+    # CPU's cache instead of main memory; shorter vectors are updated in one piece (fewer calls).
+    CHUNK = 1 << 15
+    CHUNK_MIN = 1 << 18
+
+    def _pieces(self, tmp: np.ndarray, *arrays: np.ndarray):
+        """``(*arrays, tmp)`` (same length, 1-d) as they are or, when long, as views piece by
+        piece; the pieces share one scratch piece of ``tmp``, which stays in the cache."""
+        n = arrays[0].shape[0] if arrays[0].ndim == 1 else 0
+        if n <= self.CHUNK_MIN:
+            return (arrays + (tmp,),)
+        c = self.CHUNK
+        return (tuple(a[i:i + c] for a in arrays) + (tmp[:min(c, n - i)],) for i in range(0, n, c))
 
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
         zeros = {k: np.zeros_like(np.asarray(v)) for k, v in params.items()}
@@ -97,14 +112,17 @@ class SGD(Optimizer):
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def apply_(self, t, p, g, slots, tmp) -> None:
-        if self.momentum:
-            v = slots["velocity"]  # v ← μ·v + g ;  p ← p − lr·v
-            v *= self.momentum
-            v += g
-            np.multiply(v, self.lr, out=tmp)
-        else:
-            np.multiply(g, self.lr, out=tmp)  # p ← p − lr·g
-        p -= tmp
+        lr, mu = self.lr, self.momentum
+        if mu:  # v ← μ·v + g ;  p ← p − lr·v
+            for pk, gk, vk, tk in self._pieces(tmp, p, g, slots["velocity"]):
+                vk *= mu
+                vk += gk
+                np.multiply(vk, lr, out=tk)
+                pk -= tk
+        else:  # p ← p − lr·g
+            for pk, gk, tk in self._pieces(tmp, p, g):
+                np.multiply(gk, lr, out=tk)
+                pk -= tk
 
     def config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "momentum": self.momentum}
@@ -126,23 +144,28 @@ class Adam(Optimizer):
         self.eps = _positive(eps, "eps")
 
     def apply_(self, t, p, g, slots, tmp) -> None:
+        # PyTorch's p ← p − lr/bc1 · m / (√v/√bc2 + ε), with the bias corrections bc = 1 − βᵗ
+        # folded into two scalars: lr·√bc2/bc1 · m / (√v + ε·√bc2) — twelve passes over the
+        # vectors in all. The scalars are Python floats: a NumPy float64 scalar would send
+        # float32 arrays down a slow casting path.
+        t = int(t)
         b1, b2 = self.beta1, self.beta2
-        m, v = slots["m"], slots["v"]
-        m *= b1  # m ← β1·m + (1 − β1)·g
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2  # v ← β2·v + (1 − β2)·g²
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
-        bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        # p ← p − lr/bc1 · m / (√v/√bc2 + ε)
-        np.sqrt(v, out=tmp)
-        tmp *= 1.0 / np.sqrt(bc2)
-        tmp += self.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / bc1
-        p -= tmp
+        a1, a2 = 1.0 - b1, 1.0 - b2
+        r2 = math.sqrt(1.0 - b2 ** t)
+        eps, step = self.eps * r2, self.lr * r2 / (1.0 - b1 ** t)
+        for pk, gk, m, v, tk in self._pieces(tmp, p, g, slots["m"], slots["v"]):
+            np.subtract(gk, m, out=tk)  # m ← m + (1 − β1)·(g − m)  (= β1·m + (1 − β1)·g)
+            tk *= a1
+            m += tk
+            np.square(gk, out=tk)  # v ← β2·v + (1 − β2)·g²
+            tk *= a2
+            v *= b2
+            v += tk
+            np.sqrt(v, out=tk)  # p ← p − step · m / (√v + eps)
+            tk += eps
+            np.divide(m, tk, out=tk)
+            tk *= step
+            pk -= tk
 
     def config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,

@@ -19,7 +19,8 @@ module computes the same numbers with far fewer NumPy calls:
   its ``truncate`` rule: a delta crosses from step t to step t − 1 only when t > T − truncate.
   Every factor that does not depend on the deltas is computed outside the time loop, and the
   gradient of M is one matrix product over all steps;
-* arrays are kept in a ``Workspace`` and reused from one training step to the next.
+* arrays are kept in a ``Workspace`` and reused from one training step to the next; in training,
+  the workspace may carry a ``_blas.Team`` that cuts a dense layer's big products among threads.
 
 Formulas (PyTorch's; x_t the input at step t, h and c the previous step's state):
 
@@ -89,13 +90,20 @@ def _act_grad_(name: str, fn, z, a: np.ndarray, d: np.ndarray, tmp: np.ndarray) 
 
 
 class Workspace:
-    """Arrays reused across calls (keyed by role and shape), and what the forward pass keeps."""
+    """Arrays reused across calls (keyed by role and shape), what the forward pass keeps, and the
+    ``_blas.Team`` that runs a dense layer's big products (None: NumPy's BLAS runs them)."""
 
-    __slots__ = ("arrays", "saved")
+    __slots__ = ("arrays", "saved", "team")
 
-    def __init__(self) -> None:
+    def __init__(self, team=None) -> None:
         self.arrays: dict = {}
         self.saved: dict = {}
+        self.team = team
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if self.team is None:
+            return np.matmul(a, b, out=out)
+        return self.team.matmul(a, b, out)
 
     def get(self, key, shape: tuple, dtype) -> np.ndarray:
         k = (key, shape, dtype)
@@ -140,7 +148,7 @@ class DenseOp:
         x2 = x.reshape(-1, x.shape[-1])
         W = P[self.W]
         z = ws.get((self.idx, "z"), (x2.shape[0], self.units), W.dtype)
-        np.matmul(x2, W, out=z)
+        ws.matmul(x2, W, z)
         if self.b is not None:
             z += P[self.b]
         if logits:  # the loss reads the logits; the activation itself is never needed
@@ -169,14 +177,14 @@ class DenseOp:
             elif self.act == "relu":
                 tmp = ws.get((self.idx, "mask"), d2.shape, np.dtype(bool))
             d2 = _act_grad_(self.act, self.fn, z, a, d2, tmp)
-        np.matmul(x2.T, d2, out=G[self.W])
+        ws.matmul(x2.T, d2, G[self.W])
         if self.b is not None:  # Σ over the rows, as a matrix-vector product
             np.matmul(ws.ones(d2.shape[0], d2.dtype), d2, out=G[self.b])
         if not need_dx:
             return None
         W = P[self.W]
         dx = ws.get((self.idx, "dx"), (d2.shape[0], W.shape[0]), d2.dtype)
-        np.matmul(d2, W.T, out=dx)
+        ws.matmul(d2, W.T, dx)
         return dx.reshape(lead + (W.shape[0],))
 
 
