@@ -723,9 +723,6 @@ class ProcessNetwork:
         finally:
             if gc_was:
                 gc.enable()
-        # the processes live as long as the network: keep the cyclic collector from walking
-        # through all of them again and again (it finds nothing to free there)
-        gc.freeze()
 
     @property
     def n_processes(self) -> int:
