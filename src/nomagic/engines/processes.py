@@ -662,16 +662,19 @@ class ProcessNetwork:
     """A network running as processes: one per sensor, neuron and actuator, plus the cortex.
 
     ``trace=True`` records every message (``trace_events``, ``trace_lines()``, ``trace_json()``).
-    ``timeout``: seconds a mini-batch may take before the run is declared hung.
-    ``supervise``: put every process under a one-for-one supervisor (restarts from snapshots).
+    ``timeout``: seconds a mini-batch may take before the run is declared hung; the default
+    gives 60 s plus 50 µs per synapse (a deadlock — nobody able to run — is reported at once,
+    whatever the timeout).
     """
 
     def __init__(self, net: Network, params, *, optimizer=None, opt_state=None, l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, trace: bool = False,
-                 timeout: float | None = 60.0, faults: list[Fault] | None = None,
+                 timeout: float | None | str = "auto", faults: list[Fault] | None = None,
                  max_restarts: int = 3) -> None:
         if not isinstance(net, Network):
             raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
+        if timeout == "auto":
+            timeout = 60.0 + 5e-5 * len(wiring_for(net).in_src)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout > 0):  # also NaN
             raise InvalidInputError(f"timeout must be a positive number of seconds; got {timeout!r}")
