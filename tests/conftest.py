@@ -179,3 +179,12 @@ def torch_grad_as_ours(key: str, tensor) -> np.ndarray:
     """A torch parameter's gradient in nomagic's layout (weights transposed back)."""
     g = tensor.grad.detach().numpy()
     return g.T if key.endswith(".weight") else g
+
+
+def random_targets(rng, loss: str, n: int, k: int):
+    """Targets fitting ``loss`` for n samples and k outputs (class indices for cross_entropy)."""
+    if loss == "mse":
+        return rng.normal(size=(n, k))
+    if loss == "binary_cross_entropy":
+        return rng.uniform(0.0, 1.0, (n, k))
+    return rng.integers(0, k, n)

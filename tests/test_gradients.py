@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import check_net_gradients, numeric_grad, random_params, rel_error
+from conftest import check_net_gradients, numeric_grad, random_params, random_targets, rel_error
 
 import nomagic as nm
 
@@ -25,12 +25,6 @@ LOSS_OUTPUTS = {
 }
 
 
-def _targets(rng, loss, n, k):
-    if loss == "mse":
-        return rng.normal(size=(n, k))
-    if loss == "binary_cross_entropy":
-        return rng.uniform(0.0, 1.0, (n, k))
-    return rng.integers(0, k, n)
 
 
 @pytest.mark.parametrize("hidden", ACTIVATIONS)
@@ -40,7 +34,7 @@ def test_mlp_gradients(hidden, loss, output, rng):
            | nm.dense(3, activation=output))
     params = random_params(net, seed=1)
     X = rng.normal(size=(6, 3))
-    Y = _targets(rng, loss, 6, 3)
+    Y = random_targets(rng, loss, 6, 3)
     check_net_gradients(net, params, X, Y, loss)
 
 

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import random_params
 
 import nomagic as nm
 
@@ -23,15 +24,8 @@ ACTIVATIONS = ["linear", "step", "sigmoid", "tanh", "relu", "softmax"]
 
 
 def _params(net: nm.Network, dtype: str, seed: int = 0, scale: float = 0.6) -> nm.Params:
-    """Random params with non-zero biases (``init`` zeroes them); masked synapses stay zero."""
-    r = np.random.default_rng(seed)
-    out = {}
-    for spec in net.param_specs():
-        a = r.normal(0.0, scale, spec.shape)
-        if spec.mask is not None:
-            a = a * spec.mask
-        out[spec.key] = a.astype(dtype)
-    return nm.Params(out)
+    """Random params with non-zero biases (``init`` zeroes them), in ``dtype``."""
+    return random_params(net, seed=seed, scale=scale).astype(dtype)
 
 
 def _session(path) -> ort.InferenceSession:

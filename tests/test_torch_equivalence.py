@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_params, torch_grad_as_ours, torch_mlp_from_params
+from conftest import random_params, random_targets, torch_grad_as_ours, torch_mlp_from_params
 
 import nomagic as nm
 
@@ -45,12 +45,6 @@ def _mlp(hidden, output, n_in=5, width=7, n_out=3):
     return net | nm.dense(n_out, activation=output)
 
 
-def _targets(rng, loss, n, k):
-    if loss == "mse":
-        return rng.normal(size=(n, k))
-    if loss == "binary_cross_entropy":
-        return rng.uniform(0, 1, (n, k))
-    return rng.integers(0, k, n)
 
 
 @pytest.mark.parametrize("hidden,output,loss", CASES)
@@ -58,7 +52,7 @@ def test_forward_and_gradients_equal_torch(hidden, output, loss, rng):
     net = _mlp(hidden, output)
     params = random_params(net, seed=len(hidden) * 10 + len(output))
     X = rng.normal(size=(11, 5))
-    Y = _targets(rng, loss, 11, 3)
+    Y = random_targets(rng, loss, 11, 3)
 
     model, tparams = torch_mlp_from_params(net, params)
     out = model(torch.from_numpy(X))
@@ -79,7 +73,7 @@ def test_fused_losses_equal_torch_from_logits(output, loss, rng):
     net = _mlp(("tanh",), output)
     params = random_params(net, seed=5, scale=1.5)
     X = rng.normal(size=(9, 5))
-    Y = _targets(rng, loss, 9, 3)
+    Y = random_targets(rng, loss, 9, 3)
     if loss == "cross_entropy":
         Y_soft = rng.dirichlet(np.ones(3), 9)  # probability targets too
     model, tparams = torch_mlp_from_params(net, params, final_activation=False)
@@ -200,7 +194,7 @@ def test_fit_equals_torch_training(loss, output, ours, theirs, batch, rng):
         | nm.dense(3, activation=output)
     params = net.init(seed=2, dtype="float64")
     X = rng.normal(size=(20, 4))
-    Y = _targets(rng, loss, 20, 3)
+    Y = random_targets(rng, loss, 20, 3)
     batch_size = batch or len(X)
     epochs = 5
     model = nm.fit(net, X, Y, loss=loss, optimizer=ours(), epochs=epochs, batch_size=batch_size,

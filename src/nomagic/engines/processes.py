@@ -36,7 +36,7 @@ from ..activations import get_activation
 from ..errors import EngineError, InvalidInputError
 from ..graph import Network
 from ..losses import get_loss
-from ..params import Params, as_dtype, check_params
+from ..params import Params, check_params
 from ..runtime import ANY, Child, Runtime, Supervisor, TraceEvent, receive
 from ..validation import check_inputs, check_targets
 from .wiring import Wiring, wiring_for
@@ -1003,4 +1003,4 @@ class Trainer:
 
 
 __all__ = ["Fault", "InjectedCrash", "ProcessNetwork", "Trainer", "format_event", "loss_and_grad",
-           "predict", "as_dtype"]
+           "predict"]

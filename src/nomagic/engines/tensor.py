@@ -234,9 +234,8 @@ def _add(store: dict, key, value) -> None:
 class GradSink:
     """Collects weight and bias gradients; writes into preallocated buffers when given."""
 
-    def __init__(self, P, out: dict | None, dtype) -> None:
+    def __init__(self, out: dict | None) -> None:
         self.out = out
-        self.P = P
         self.written: set[str] = set()
         self.grads: dict[str, np.ndarray] = out if out is not None else {}
 
@@ -273,12 +272,12 @@ class GradSink:
         return self.grads
 
 
-def _block_backward(plan, P, tape, sink, da, pop, b, dc, needs_input_grad=True) -> None:
+def _block_backward(plan, P, tape, sink, da, pop, b, dc) -> None:
     """Gradient of one block: its weights (if dense), and the delta sent to its source."""
     x = _source_all(plan, tape, b, pop)
     if b.kind == "dense":
         sink.matmul_add(b.weight, x, dc, b.mask)
-        if b.source == plan.input or not needs_input_grad:
+        if b.source == plan.input:
             return
         dx = dc @ _weight(P, tape, b).T
     else:
@@ -377,7 +376,7 @@ def backward(plan: Plan, P, tape: Tape, dy: np.ndarray | None, dz_out: np.ndarra
              out: dict | None = None, truncate: int | None = None) -> dict:
     """Gradients of every param, given the loss gradient on the output (``dy``) or, for a
     fused loss, directly on the output population's pre-activation (``dz_out``)."""
-    sink = GradSink(P, out, None)
+    sink = GradSink(out)
     da: dict[str, np.ndarray] = {}
     dz_loss: dict[str, np.ndarray] = {}
     if dz_out is not None:
