@@ -68,3 +68,10 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module!r} is needed for this; install it with: pip install 'nomagic[{extra}]'"
         ) from exc
+
+
+class DataFileError(InvalidInputError):
+    """A data file (training log, activity file, weather file, export zip) cannot be read.
+
+    The message names the file (and the line, where there is one) and the problem.
+    """
