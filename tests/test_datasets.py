@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nomagic as nm
-from nomagic.datasets import weather_path
+from nomagic.data.weather import weather_path
 
 HEADER = "date,precipitation,temp_max,temp_min,wind,weather\n"
 SHIPPED_SHA256 = "62f0609f787158128aa2bd102967173a4953122dd4f872bf1d502cae1037df0b"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import nomagic as nm
-from nomagic import files
-from nomagic import safetensors as st
+from nomagic.io import model_file as files
+from nomagic.io import safetensors as st
 
 
 def _graph_net() -> nm.Network:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import nomagic as nm
-from nomagic import safetensors as st
 from nomagic.engines import tensor
-from nomagic.training import CHECKPOINT_FILE
+from nomagic.io import safetensors as st
+from nomagic.train.checkpoints import CHECKPOINT_FILE
 
 
 def _regression(rng, n=40, d=3, k=2):
@@ -334,7 +334,7 @@ TRAIN_SCRIPT = textwrap.dedent('''
     import numpy as np
 
     import nomagic as nm
-    from nomagic import safetensors as st
+    from nomagic.io import safetensors as st
 
     checkpoint, out, epochs = sys.argv[1] or None, sys.argv[2], int(sys.argv[3])
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nomagic as nm
-from nomagic.engines.fused import chain_for
+from nomagic.engines.tensor.fused import chain_for
 
 TOL = 1e-12
 B, T, F = 5, 7, 3
@@ -176,8 +176,8 @@ def test_inputs_and_params_are_not_modified(rng):
 
 
 def test_optimizer_step_split_among_threads_gives_the_same_numbers(monkeypatch, rng):
-    from nomagic.engines import _blas
     from nomagic.engines.tensor import Trainer
+    from nomagic.engines.tensor import blas as _blas
 
     net = nm.inputs(F) | nm.dense(40, activation="tanh") | nm.dense(2)
     X, Y = rng.standard_normal((30, F)), rng.standard_normal((30, 2))
@@ -192,7 +192,7 @@ def test_optimizer_step_split_among_threads_gives_the_same_numbers(monkeypatch, 
 
 
 def test_blas_threads_are_given_back(rng):
-    from nomagic.engines import _blas
+    from nomagic.engines.tensor import blas as _blas
 
     before = _blas.blas_threads()
     if before is None:

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import nomagic as nm
-from nomagic.plots import line_chart_svg, save_loss_curve
+from nomagic.apps.plots import line_chart_svg, save_loss_curve
 
 SVG = "{http://www.w3.org/2000/svg}"
 

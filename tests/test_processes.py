@@ -185,7 +185,7 @@ def test_fit_mlp_matches_tensor_engine(case, rng):
 def test_fit_digits_network_float64():
     """The 64-128-128-10 network of the benchmarks, on a slice of the digits (a real workload)."""
     pytest.importorskip("sklearn")
-    from nomagic.digits import digits_network, load_digits_split
+    from nomagic.data.digits import digits_network, load_digits_split
 
     split = load_digits_split(0)
     X, y = split.X_train[:96], split.y_train[:96]
@@ -310,7 +310,7 @@ def test_process_network_reused_between_calls(rng):
     try:
         X = rng.normal(size=(5, 3))
         assert max_diff(pn.predict(X), net.predict(P, X)) <= FWD_TOL
-        from nomagic.losses import get_loss
+        from nomagic.model.losses import get_loss
 
         loss = get_loss("cross_entropy")
         pn.train_batch(X, np.eye(2)[rng.integers(0, 2, 5)], loss)  # checked targets: one-hot
@@ -408,7 +408,7 @@ def test_crash_between_batches_loses_nothing(rng):
     commit, restarts from the updated params (not from the batch's start, whose p the first
     restart went on to update in place: replaying the commit onto it would update twice)."""
     from nomagic.engines.processes import InjectedCrash
-    from nomagic.losses import get_loss
+    from nomagic.model.losses import get_loss
 
     net = mlp(3, [(4, "tanh")], 2, "linear")
     P = random_params(net)
@@ -546,7 +546,7 @@ def test_trace_covers_every_synapse(rng):
 def test_trace_of_training_has_deltas(rng):
     net = mlp(2, [(3, "tanh")], 1, "linear")
     P = random_params(net)
-    from nomagic.losses import get_loss
+    from nomagic.model.losses import get_loss
 
     pn = ProcessNetwork(net, P, trace=True)
     try:

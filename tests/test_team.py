@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import nomagic as nm
-from nomagic.engines import _blas
 from nomagic.engines.tensor import Trainer
+from nomagic.engines.tensor import blas as _blas
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from conftest import random_params
 
 import nomagic as nm
-from nomagic.graph import Network
+from nomagic.model.graph import Network
 
 torch = pytest.importorskip("torch")
 

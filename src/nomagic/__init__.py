@@ -1,8 +1,7 @@
 """nomagic: deep learning with no magic. Neurons, graphs of neurons, engines that run them."""
 
-from .activations import ACTIVATIONS, get_activation
-from .builder import GraphBuilder, NeuronRef
-from .datasets import Weather, load_weather, windows
+from .data.weather import Weather, load_weather, windows
+from .engines.base import OptState
 from .engines.processes import ProcessNetwork
 from .errors import (
     EmptyDataError,
@@ -18,19 +17,20 @@ from .errors import (
     ShapeError,
     UnknownNameError,
 )
-from .files import load
-from .graph import Block, Layer, Network, Population
-from .layers import Stage, dense, inputs
-from .losses import LOSSES, get_loss
-from .neuron import Neuron
-from .onnx_export import export_onnx
-from .optimizers import SGD, Adam, Optimizer, OptState, adam, sgd
-from .params import Params
-from .recurrent import gru, lstm, recurrent
-from .torch_convert import from_torch_state_dict, to_torch_state_dict, torch_module
-from .training import EarlyStopping, Model, fit
-
-__version__ = "0.1.0"
+from .io.onnx_export import export_onnx
+from .io.torch_interop import from_torch_state_dict, to_torch_state_dict, torch_module
+from .model.activations import ACTIVATIONS, get_activation
+from .model.builder import GraphBuilder, NeuronRef
+from .model.graph import Block, Layer, Network, Population
+from .model.layers import Stage, dense, inputs
+from .model.losses import LOSSES, get_loss
+from .model.neuron import Neuron
+from .model.params import Params
+from .model.recurrent import gru, lstm, recurrent
+from .train.fit import EarlyStopping, fit
+from .train.model import Model, load
+from .train.optimizers import SGD, Adam, Optimizer, adam, sgd
+from .version import __version__
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "Block", "EmptyDataError", "EngineError", "GraphError",

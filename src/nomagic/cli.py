@@ -9,8 +9,9 @@ from .errors import NomagicError
 
 
 def _digits(args: argparse.Namespace) -> int:
-    from . import fit, optimizers
-    from .digits import digits_network, load_digits_split
+    from . import fit
+    from .data.digits import digits_network, load_digits_split
+    from .train import optimizers
 
     data = load_digits_split(seed=args.seed)
     net = digits_network()
@@ -27,7 +28,7 @@ def _digits(args: argparse.Namespace) -> int:
         model.save(args.save)
         print(f"saved the model to {args.save}")
     if args.plot:
-        from .plots import save_loss_curve
+        from .apps.plots import save_loss_curve
 
         save_loss_curve(model.history, args.plot, title="digits: loss per epoch")
         print(f"drew the loss curve to {args.plot}")
@@ -35,7 +36,7 @@ def _digits(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from .apps import bench
 
     return bench.main(args.rest)
 
@@ -48,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = _Parser(prog="nomagic", description="Deep learning with no magic.")
     parser.add_argument("--version", action="version", version=f"nomagic {__version__}")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":  # its options are the benchmark runner's own
-        from . import bench
+        from .apps import bench
 
         try:
             return int(bench.main(argv[1:]) or 0)

@@ -1,0 +1,231 @@
+"""Benchmarks of the processes engine (``nomagic.engines.processes``): every neuron a process.
+
+Measures, against the goals of DESIGN.md:
+
+* memory per neuron process: ``ProcessNetwork`` for ``inputs(1) | dense(N)``, the bytes that
+  spawning (and starting) its processes allocates (tracemalloc) divided by N, and the growth of
+  the resident set (``/proc/self/statm``) for the million below (goal: <= 1 KB);
+* the time to start 1,000,000 neuron processes (wiring + spawn, then running each to its first
+  receive; goal: <= 5 s) and one forward pass of that network with a batch of 4, checked against
+  the tensor engine; run in a fresh interpreter, so that its memory figures are its own;
+* training the digits 64-128-128-10 network (Adam 1e-3) with ``nm.fit(..., engine="processes")``,
+  batch 256 and 128: samples/s beside the tensor engine's on the same data and arguments
+  (goal: >= 2,000 samples/s), and the largest param difference between the two engines after
+  the same epochs, in float32 and in float64 (goal: <= 1e-8 in float64).
+
+Nothing is asserted: rows are printed (``python -m nomagic.apps.bench.processes [--quick]``) and
+returned by :func:`run` (name, value, unit, n, a note, and where they mean something
+reference and reference_name, ratio, goal, goal_op ("<=" or ">=") and met). ``--quick`` uses
+100,000 neurons and one epoch.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+import nomagic as nm
+from nomagic.engines.processes import ProcessNetwork, wiring_for
+
+KB = 1024
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes, from /proc/self/statm (0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _wide(n: int):
+    return nm.inputs(1) | nm.dense(n, activation="tanh")
+
+
+# -- (a) memory per neuron process -----------------------------------------------------------------
+
+
+def memory_per_neuron(n: int) -> dict:
+    """tracemalloc'd bytes per neuron: the network's processes spawned, and then started (each run
+    to its first receive). The wiring (the neuron-level graph as arrays, made once per network)
+    is measured on its own."""
+    net = _wide(n)
+    params = net.init(seed=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        m0 = tracemalloc.get_traced_memory()[0]
+        wiring_for(net)
+        m1 = tracemalloc.get_traced_memory()[0]
+        pn = ProcessNetwork(net, params)
+        m2 = tracemalloc.get_traced_memory()[0]
+        pn.rt.run_until_idle()
+        m3 = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    processes = pn.n_processes
+    pn.close()
+    del pn
+    gc.collect()
+    return {"wiring": (m1 - m0) / n, "spawned": (m2 - m1) / n, "started": (m3 - m1) / n,
+            "processes": processes}
+
+
+# -- (b) a million neuron processes: start and one forward pass ----------------------------------------
+
+
+def million(n: int) -> dict:
+    """Start ``n`` neuron processes and run one forward pass of batch 4 (in this interpreter)."""
+    gc.collect()
+    rss0 = _rss()
+    t0 = time.perf_counter()
+    net = _wide(n)
+    params = net.init(seed=0)
+    t1 = time.perf_counter()
+    wiring_for(net)
+    t2 = time.perf_counter()
+    rss1 = _rss()
+    pn = ProcessNetwork(net, params, timeout=None)
+    t3 = time.perf_counter()
+    pn.rt.run_until_idle()  # every process runs to its first receive, and waits there
+    t4 = time.perf_counter()
+    rss2 = _rss()
+    X = np.linspace(-2.0, 2.0, 4, dtype=np.float32).reshape(4, 1)
+    out = pn.predict(X)
+    t5 = time.perf_counter()
+    ref = net.predict(params, X)
+    processes = pn.n_processes
+    pn.close()
+    return {"n": n, "init_s": t1 - t0, "wiring_s": t2 - t1, "spawn_s": t3 - t2, "first_receive_s": t4 - t3,
+            "forward_s": t5 - t4, "max_diff": float(np.abs(out - ref).max()), "shape": list(out.shape),
+            "processes": processes, "rss_per_neuron": (rss2 - rss1) / n,
+            "rss_wiring_per_neuron": (rss1 - rss0) / n,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30}
+
+
+def million_in_child(n: int) -> dict:
+    """:func:`million` in a fresh interpreter: its memory figures are then its own."""
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--million", str(n)],
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the million-neuron run failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- (c) training the digits network ---------------------------------------------------------------
+
+
+def _digits():
+    from nomagic.data.digits import digits_network, load_digits_split
+
+    split = load_digits_split(0)
+    return digits_network(), split.X_train, split.y_train
+
+
+def train_digits(batch_size: int, epochs: int, dtype: str, repeats: int) -> dict:
+    """Samples/s of nm.fit on both engines (best of ``repeats``) and their largest param difference."""
+    net, X, y = _digits()
+    args = {"loss": "cross_entropy", "epochs": epochs, "batch_size": batch_size, "seed": 0, "dtype": dtype,
+            "verbose": False}
+    best = {"tensor": float("inf"), "processes": float("inf")}
+    models = {}
+    for _ in range(repeats):
+        for engine in ("processes", "tensor"):  # in turns: a change in load touches both alike
+            gc.collect()
+            t0 = time.perf_counter()
+            models[engine] = nm.fit(net, X, y, optimizer=nm.adam(1e-3), engine=engine, **args)
+            best[engine] = min(best[engine], time.perf_counter() - t0)
+    a, b = models["processes"].params, models["tensor"].params
+    diff = max(float(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)).max()) for k in a)
+    work = epochs * len(X)
+    return {"processes": work / best["processes"], "tensor": work / best["tensor"], "diff": diff,
+            "n": len(X)}
+
+
+# -- all of it -------------------------------------------------------------------------------------------
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Run the benchmarks; one dict per result (see the module's docstring)."""
+    n_mem = 20_000 if quick else 200_000
+    n_big = 100_000 if quick else 1_000_000
+    epochs = 1 if quick else 3
+    repeats = 1 if quick else 2
+    rows: list[dict] = []
+
+    def row(name: str, value, unit: str, n: int | None = None, note: str = "", **extra) -> None:
+        r = {"name": name, "value": value, "unit": unit, "n": n, "note": note}
+        r.update(extra)
+        rows.append(r)
+
+    mem = memory_per_neuron(n_mem)
+    row("processes: memory per neuron process", mem["started"], "bytes", n_mem,
+        f"tracemalloc: spawned {mem['spawned']:.0f} B, then started (run to the first receive); "
+        f"inputs(1) then dense(N): {mem['processes']:,} processes",
+        goal=KB, goal_op="<=", met=mem["started"] <= KB)
+    row("processes: wiring per neuron", mem["wiring"], "bytes", n_mem,
+        "tracemalloc: the neuron-level graph as arrays, made once per network (not per process)")
+
+    big = million_in_child(n_big)
+    start = big["wiring_s"] + big["spawn_s"]
+    row(f"processes: start {n_big:,} neuron processes (wiring + spawn)", start, "s", n_big,
+        f"wiring {big['wiring_s']:.2f} s, spawn {big['spawn_s']:.2f} s; net.init {big['init_s']:.2f} s not "
+        "counted", goal=5.0, goal_op="<=", met=start <= 5.0)
+    row(f"processes: start {n_big:,}, and run each to its first receive", start + big["first_receive_s"], "s",
+        n_big, f"first receive {big['first_receive_s']:.2f} s more", goal=5.0, goal_op="<=",
+        met=start + big["first_receive_s"] <= 5.0)
+    row("processes: resident memory per neuron process", big["rss_per_neuron"], "bytes", n_big,
+        f"/proc/self/statm growth over spawn and start, fresh interpreter; the wiring adds "
+        f"{big['rss_wiring_per_neuron']:.0f} B/neuron; peak RSS {big['peak_rss_gib']:.2f} GiB",
+        goal=KB, goal_op="<=", met=big["rss_per_neuron"] <= KB)
+    row(f"processes: forward pass, {n_big:,} neurons, batch 4", big["forward_s"], "s", n_big,
+        f"largest difference from the tensor engine's output: {big['max_diff']:.1e} (float32); output "
+        f"{tuple(big['shape'])}; peak RSS {big['peak_rss_gib']:.2f} GiB")
+
+    for bs in (256, 128):  # the goal is set at batch 256; batch 128 is for information
+        t = train_digits(bs, epochs, "float32", repeats)
+        goal = {"goal": 2000.0, "goal_op": ">=", "met": t["processes"] >= 2000.0} if bs == 256 else {}
+        row(f"processes: digits 64-128-128-10 training, batch {bs}", t["processes"], "samples/s", t["n"],
+            f"nm.fit Adam 1e-3, {epochs} epoch(s) of {t['n']} samples, float32, best of {repeats}; "
+            f"tensor engine {t['tensor']:,.0f} samples/s", reference=t["tensor"], reference_name="tensor engine",
+            ratio=t["processes"] / t["tensor"], **goal)
+        row(f"processes vs tensor: max param difference, batch {bs}, float32", t["diff"], "abs", t["n"],
+            f"after {epochs} epoch(s); float32 rounding, summed in another order and amplified by "
+            "Adam's m/sqrt(v) where gradients are tiny")
+    t64 = train_digits(256, epochs, "float64", 1)
+    row("processes vs tensor: max param difference, batch 256, float64", t64["diff"], "abs", t64["n"],
+        f"after {epochs} epoch(s) of nm.fit; processes {t64['processes']:,.0f} samples/s, tensor "
+        f"{t64['tensor']:,.0f} samples/s in float64", goal=1e-8, goal_op="<=", met=t64["diff"] <= 1e-8)
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and (abs(v) < 1e-2 and v != 0):
+        return f"{v:.2e}"
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--million"]:  # the child of million_in_child
+        print(json.dumps(million(int(argv[1]))))
+        return
+    for r in run(quick="--quick" in argv):
+        goal = "" if r.get("goal") is None else \
+            f" goal {r['goal_op']} {_fmt(r['goal'])}: {'met' if r['met'] else 'NOT met'}"
+        print(f"{r['name']:<66} {_fmt(r['value']):>10} {r['unit']:<9}{goal}  {r['note']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The engine contract: what ``net.predict(..., engine=NAME)``, ``net.loss_and_grad`` and
+``nm.fit`` rely on. Every engine module (tensor, processes, ray) provides these three names.
+
+An engine is found by name through :func:`nomagic.engines.get_engine` — the one door in the
+layering that points up: the model calls an engine it does not import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OptState:
+    """Optimizer state: the step count and one slot array per param per slot name."""
+
+    step: int
+    slots: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
+
+
+class UpdateRule(Protocol):
+    """What an engine needs of an optimizer: its slot names, fresh state, and the update of one
+    flat vector in place (written once per optimizer, in ``nomagic.train.optimizers``)."""
+
+    slot_names: tuple[str, ...]
+
+    def init(self, params: Mapping[str, np.ndarray]) -> OptState: ...
+
+    def apply_(self, t: int, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+               tmp: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Mini-batch training that keeps params and optimizer state inside the engine.
+
+    Built as ``Trainer(net, params, optimizer, opt_state, loss, *, l1, l2, clip_norm, truncate,
+    **engine_options)``; ``nm.fit`` drives it batch by batch and always calls ``close``.
+    """
+
+    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """One optimizer step on a checked batch; returns the objective (loss + penalty) before it."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Outputs for checked inputs with the current params."""
+
+    def params(self) -> Mapping[str, np.ndarray]:
+        """A copy of the current params (read-only arrays)."""
+
+    def set_params(self, params: Mapping[str, np.ndarray]) -> None:
+        """Replace the current params (restoring the best epoch, say)."""
+
+    def opt_state(self) -> OptState:
+        """A copy of the current optimizer state."""
+
+    def close(self) -> None:
+        """Release what the trainer holds (processes, threads, actors). Safe to call twice."""
+
+
+class Engine(Protocol):
+    """An engine module: pure ``predict`` and ``loss_and_grad``, and a ``Trainer`` class."""
+
+    Trainer: type
+
+    def predict(self, net: Any, params: Mapping[str, np.ndarray], X: np.ndarray, **options) -> np.ndarray: ...
+
+    def loss_and_grad(self, net: Any, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                      loss: str = "mse", truncate: int | None = None, **options
+                      ) -> tuple[float, Mapping[str, np.ndarray]]: ...
+
+
+class GradientStep:
+    """The update rule an engine uses when it is given no optimizer: ``θ ← θ − g``
+    (plain gradient descent with learning rate 1, as ``nm.sgd(1.0)``)."""
+
+    name = "gradient step"
+    slot_names: tuple[str, ...] = ()
+
+    def init(self, params: Mapping[str, np.ndarray]) -> OptState:
+        return OptState(0, {})
+
+    def apply_(self, t: int, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+               tmp: np.ndarray) -> None:
+        p -= g

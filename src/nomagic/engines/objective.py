@@ -1,0 +1,55 @@
+"""What every engine must agree on, so that the same network, params and data give the same
+numbers everywhere: the penalty and its gradient, the clip scale, when the loss is taken from
+the logits, and how far back a truncated gradient travels. Each rule is written here once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+
+def penalty(w: np.ndarray, l1: float, l2: float) -> float:
+    """``l1·Σ|w| + l2·Σw²`` over the weights ``w`` (biases are never penalised)."""
+    value = 0.0
+    if l1:
+        value += l1 * float(np.abs(w).sum())
+    if l2:
+        value += l2 * float(w @ w)
+    return value
+
+
+def add_penalty_grad(g: np.ndarray, w: np.ndarray, l1: float, l2: float) -> None:
+    """``g += l1·sign(w) + 2·l2·w`` in place: the gradient of :func:`penalty`."""
+    if l1:
+        g += l1 * np.sign(w)
+    if l2:
+        g += (2.0 * l2) * w
+
+
+def clip_scale(sum_of_squares: float, clip_norm: float | None) -> float:
+    """The factor that brings a gradient of global norm ``sqrt(sum_of_squares)`` down to at most
+    ``clip_norm`` (1.0 when it is already within, or when there is no clipping)."""
+    if clip_norm is None:
+        return 1.0
+    norm = float(np.sqrt(sum_of_squares))
+    return clip_norm / norm if norm > clip_norm else 1.0
+
+
+def uses_logits(loss, output_activation: str | None) -> bool:
+    """True when the loss is computed from the output's pre-activation ``z`` in one fused,
+    numerically stable formula (softmax + cross-entropy, sigmoid + binary cross-entropy)."""
+    return output_activation is not None and loss.partner == output_activation and loss.from_logits is not None
+
+
+def check_truncate(truncate) -> None:
+    """``truncate`` is None (full backpropagation through time) or a positive number of steps."""
+    if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
+        raise InvalidInputError(f"truncate must be a positive number of time steps; got {truncate!r}")
+
+
+def horizon(T: int, truncate: int | None) -> int:
+    """The first step a recurrent delta may reach, for sequences of ``T`` steps: a delta is cut
+    before step ``T − truncate`` (0 when there is no truncation)."""
+    return 0 if truncate is None else max(T - truncate, 0)

@@ -1,0 +1,7 @@
+"""The processes engine: every neuron a lightweight process that only exchanges messages."""
+
+from .engine import Fault, InjectedCrash, ProcessNetwork, Trainer, format_event, loss_and_grad, predict
+from .wiring import Wiring, wiring_for
+
+__all__ = ["Fault", "InjectedCrash", "ProcessNetwork", "Trainer", "Wiring", "format_event", "loss_and_grad",
+           "predict", "wiring_for"]

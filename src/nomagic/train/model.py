@@ -1,0 +1,66 @@
+"""A trained model: the network, its params and how training went; saved and loaded as a
+model file (``nomagic.io.model_file``), which is data only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..io import model_file
+from ..model.graph import Network
+from ..model.losses import get_loss
+from ..model.params import Params
+from ..model.validation import check_inputs, check_targets
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained network: the graph, its params, and how training went."""
+
+    net: Network
+    params: Params
+    history: list[dict] = field(default_factory=list)
+    loss: str = "mse"
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def predict(self, X, engine: str = "tensor", **engine_options) -> np.ndarray:
+        return self.net.predict(self.params, X, engine=engine, **engine_options)
+
+    def evaluate(self, X, Y, loss: str | None = None) -> dict[str, float]:
+        """Loss (and accuracy, for classification losses) on the given data."""
+        loss_fn = get_loss(loss or self.loss)
+        dt = self.params.dtype
+        X = check_inputs(self.net, X, dt)
+        Y = check_targets(self.net, loss_fn, Y, X, dt)
+        return evaluate_outputs(self.net.predict(self.params, X), Y, loss_fn)
+
+    def save(self, path) -> None:
+        """Write the model to ``path`` (JSON topology + safetensors tensors), atomically."""
+        model_file.save(self, path)
+
+
+def _accuracy(y_hat: np.ndarray, Y: np.ndarray, loss_fn) -> float | None:
+    if loss_fn.name == "cross_entropy":
+        return float(np.mean(y_hat.argmax(axis=-1) == Y.argmax(axis=-1)))
+    if loss_fn.name == "binary_cross_entropy":
+        return float(np.mean((y_hat >= 0.5) == (Y >= 0.5)))
+    return None
+
+
+def evaluate_outputs(y_hat: np.ndarray, Y: np.ndarray, loss_fn) -> dict[str, float]:
+    """The loss of outputs ``y_hat`` against targets ``Y`` and, for classification, the accuracy."""
+    out = {"loss": float(loss_fn.value(y_hat, Y))}
+    acc = _accuracy(y_hat, Y, loss_fn)
+    if acc is not None:
+        out["accuracy"] = acc
+    return out
+
+
+
+
+def load(path) -> Model:
+    """Read a model written by ``Model.save``; raises ``ModelFileError`` if the file is damaged."""
+    return Model(*model_file.read(path))
