@@ -29,6 +29,7 @@ from .model.params import Params
 from .model.recurrent import gru, lstm, recurrent
 from .train.fit import EarlyStopping, fit
 from .train.model import Model, load
+from .train.perceptron import fit_perceptron, perceptron_epoch, perceptron_network
 from .train.optimizers import SGD, Adam, Optimizer, adam, sgd
 from .version import __version__
 
@@ -41,5 +42,5 @@ __all__ = [
     "EarlyStopping", "Model", "fit", "GraphBuilder", "NeuronRef", "Neuron", "gru", "lstm", "recurrent",
     "export_onnx",
     "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",
-    "ProcessNetwork",
+    "ProcessNetwork", "fit_perceptron", "perceptron_epoch", "perceptron_network",
 ]

@@ -26,7 +26,7 @@ def _linear_grad(z: Array, a: Array, da: Array) -> Array:
 
 def _step(z: Array) -> Array:
     # Heaviside: 1 where z >= 0. Its derivative is 0 almost everywhere, so gradient descent
-    # cannot train a step neuron: the classic perceptron rule (nm.perceptron_rule) does.
+    # cannot train a step neuron: the classic perceptron rule (nm.fit_perceptron) does.
     return (z >= 0).astype(z.dtype)
 
 
