@@ -198,14 +198,18 @@ class LoadTable:
             yield row
 
 
-def _ewma(loads: np.ndarray, days: float) -> np.ndarray:
-    """``x_t = x_{t−1}·e^(−1/days) + load_t·(1 − e^(−1/days))`` from x = 0."""
+def ewma_step(previous: float, load: float, days: float) -> float:
+    """One day of the exponential average: ``x_t = x_{t−1}·e^(−1/days) + load_t·(1 − e^(−1/days))``."""
     decay = math.exp(-1.0 / days)
-    gain = 1.0 - decay
+    return previous * decay + load * (1.0 - decay)
+
+
+def _ewma(loads: np.ndarray, days: float) -> np.ndarray:
+    """``ewma_step`` over every day, from x = 0."""
     out = np.empty(len(loads))
     x = 0.0
     for i, value in enumerate(loads.tolist()):
-        x = x * decay + value * gain
+        x = ewma_step(x, value, days)
         out[i] = x
     return out
 
