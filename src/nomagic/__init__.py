@@ -29,8 +29,8 @@ from .model.params import Params
 from .model.recurrent import gru, lstm, recurrent
 from .train.fit import EarlyStopping, fit
 from .train.model import Model, load
-from .train.perceptron import fit_perceptron, perceptron_epoch, perceptron_network
 from .train.optimizers import SGD, Adam, Optimizer, adam, sgd
+from .train.perceptron import fit_perceptron, perceptron_epoch, perceptron_network
 from .version import __version__
 
 __all__ = [

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from nomagic.errors import InvalidInputError, require
-from nomagic.safetensors import atomic_write_bytes
+from nomagic.io import atomic_write_bytes
 
 from .load import LoadTable
 

@@ -227,7 +227,7 @@ def to_csv(activities: Sequence[Activity]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nomagic.apps.planner.generator --seed 7 -o FILE`` (``-o -`` writes to stdout)."""
-    from nomagic.safetensors import atomic_write_bytes
+    from nomagic.io import atomic_write_bytes
 
     from .shipped import seattle_weather
 
