@@ -230,7 +230,7 @@ def make_strava_export(dest: str | os.PathLike, *, n: int = 3000, years: float =
         name = _NAMES[i % len(_NAMES)].format(k=kind.lower())
         fname = ""
         if sport in _SPEED and kind != "Virtual Ride":
-            ext = ("gpx", "tcx.gz", "fit.gz")[with_file % 3]
+            ext = ("gpx", "tcx.gz", "fit.gz")[(with_file + with_file // 3) % 3]  # not in step with the blanks
             fname = f"activities/{aid}.{ext}"
             if ext == "gpx":
                 files[fname] = gpx_text(start, duration, distance, avg_hr, step_s).encode()
