@@ -56,10 +56,14 @@ def perceptron_epoch(params, X, y, lr: float = 1.0, order=None) -> tuple[Params,
     return Params({"neuron.weight": w[:, None].astype(dt), "neuron.bias": np.array([b], dtype=dt)}), mistakes
 
 
-def fit_perceptron(X, y, epochs: int = 20, lr: float = 1.0, seed: int = 0, dtype="float64") -> Model:
+def fit_perceptron(X, y, epochs: int = 20, lr: float = 1.0, seed: int = 0, dtype="float64",
+                   pocket: bool = False) -> Model:
     """Train a step neuron with the perceptron rule, visiting the samples in a seeded order each
     epoch; stops early after an epoch without mistakes. ``history`` has each epoch's mistakes
-    and error rate."""
+    during the pass and its training error rate after it.
+
+    On data that no straight line separates the rule never settles; ``pocket=True`` keeps the
+    params with the lowest training error seen after any epoch (Gallant's pocket algorithm)."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidInputError(f"epochs must be an integer >= 1; got {epochs!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
@@ -74,9 +78,15 @@ def fit_perceptron(X, y, epochs: int = 20, lr: float = 1.0, seed: int = 0, dtype
     params = Params({"neuron.weight": np.zeros((X.shape[1], 1), dt), "neuron.bias": np.zeros(1, dt)})
     rng = np.random.default_rng(seed)
     history = []
+    best, best_error = params, np.inf
     for epoch in range(1, epochs + 1):
         params, mistakes = perceptron_epoch(params, X, y, lr, rng.permutation(len(X)))
-        history.append({"epoch": epoch, "mistakes": mistakes, "loss": mistakes / len(X)})
+        error = float(np.mean((X @ params["neuron.weight"][:, 0] + params["neuron.bias"][0] >= 0) != y))
+        history.append({"epoch": epoch, "mistakes": mistakes, "loss": error})
+        if error < best_error:
+            best, best_error = params, error
         if mistakes == 0:
             break
-    return Model(net, params, history, "mse", {"trained_by": "perceptron rule", "lr": lr, "seed": seed})
+    final = best if pocket else params
+    return Model(net, final, history, "mse",
+                 {"trained_by": "perceptron rule" + (" (pocket)" if pocket else ""), "lr": lr, "seed": seed})
