@@ -340,3 +340,17 @@ def test_shipped_seattle_and_log(seattle, seattle_classes):
     assert sum(row.days for row in r.coverage["season"]) == len(seattle)
     assert not any("sessions" in s or "rest days" in s for s in r.warnings)  # the log's classes are not lopsided
     assert not any("sun days" in s or "rain days" in s for s in r.warnings)
+
+
+def test_query_days_of_one_thin_group_share_one_warning(seattle, seattle_classes):
+    q = wx(dates=["2016-01-05", "2016-01-06", "2016-01-07"], tmax=[-3.0, -2.5, 8.0], cond=["snow", "snow", "rain"])
+    w = [s for s in audit(seattle, seattle_classes, query=q).warnings if "you plan" in s]
+    snow = int(np.sum(seattle.condition == "snow"))
+    assert w[0] == (f"the days you plan on Tue 2016-01-05 and Wed 2016-01-06 are forecast snow: only {snow} snow days "
+                    "in the training data; the recommendations are unreliable")
+    cold = int(np.sum(seattle.temp_max < 0))
+    assert w[1] == (f"the days you plan on Tue 2016-01-05 and Wed 2016-01-06 are forecast a maximum below 0 °C: only "
+                    f"{cold} days with a maximum below 0 °C in the training data; the recommendations are unreliable")
+    assert w[2] == (f"the days you plan on Tue 2016-01-05 and Wed 2016-01-06 are forecast a maximum below "
+                    f"{seattle.temp_max.min():.1f} °C, the lowest in the training data")
+    assert len(w) == 3  # the rainy 8 °C day is well covered

@@ -45,8 +45,9 @@ What counts as a warning (the constants below):
   are left out of every statistic. A user group that is thin or absent in the training data and
   holds at least ``OUTSIDE_SHARE`` of the user's days is warned about too; so is a wind of another
   kind (daily maximum against daily mean).
-- **planned day** — each query day whose condition, temperature band, season or weekday is a thin
-  or empty group of the training data, or whose maximum lies outside the training range.
+- **planned day** — the query days whose condition, temperature band, season or weekday is a thin
+  or empty group of the training data, or whose maximum lies outside the training range (the days
+  of one group, or one side of the range, share one warning that names them).
 """
 
 from __future__ import annotations
@@ -518,36 +519,56 @@ def _user_group_warnings(coverage: Mapping[str, tuple[CoverageRow, ...]], user_n
 
 def _query_warnings(query: DailyWeather, coverage: Mapping[str, tuple[CoverageRow, ...]], train: DailyWeather,
                     hemisphere: str) -> list[str]:
-    out = []
+    """One warning per thin or empty group the planned days fall in (days of one group together),
+    and one for the days whose maximum lies outside the training range (each side)."""
     groups = _groups(query, hemisphere)
-    t = _finite(train.temp_max)
     dates = np.asarray(query.dates, dtype="datetime64[D]")
+    labels = [f"{WEEKDAYS[int((d.astype(np.int64) + 3) % 7)][:3]} {d}" for d in dates]
+    hits: dict[tuple[str, str], list[int]] = {}
     for i in range(len(query)):
-        day = f"the day you plan, {WEEKDAYS[int((dates[i].astype(np.int64) + 3) % 7)][:3]} {dates[i]},"
         for table in TABLES:
             g = groups[table][i]
             if g == "unknown":  # nothing is forecast to warn about
                 continue
             row = next((r for r in coverage[table] if r.group == g), None)
-            days = 0 if row is None else row.days
-            if days and not row.thin:
-                continue
-            if table == "condition":
-                what = f"is forecast {g}"
-            elif table == "temperature":
-                what = f"is forecast a maximum of {_num(query.temp_max[i])} °C"
-            elif table == "season":
-                what = f"is in {g}"
-            else:
-                what = f"is a {g}"
-            has = f"only {_noun(table, g, days)}" if days else f"no {_noun(table, g)}"
-            out.append(f"{day} {what}: {has} in the training data; the recommendation is unreliable")
-        tmax = float(query.temp_max[i])
-        if len(t) and math.isfinite(tmax) and (tmax > t.max() or tmax < t.min()):
-            rel, edge, extreme = ("above", t.max(), "highest") if tmax > t.max() else ("below", t.min(), "lowest")
-            out.append(f"{day} is forecast a maximum of {_num(tmax)} °C, {rel} {_num(edge)} °C, the {extreme} in "
-                       "the training data")
+            if row is None or row.days == 0 or row.thin:
+                hits.setdefault((table, g), []).append(i)
+    out = []
+    for (table, g), idx in hits.items():
+        row = next((r for r in coverage[table] if r.group == g), None)
+        days = 0 if row is None else row.days
+        one = len(idx) == 1
+        if table == "condition":
+            what = f"forecast {g}"
+        elif table == "temperature":
+            what = (f"forecast a maximum of {_num(query.temp_max[idx[0]])} °C" if one
+                    else "forecast " + _noun(table, g).replace("days with ", ""))
+        elif table == "season":
+            what = f"in {g}"
+        else:
+            what = f"a {g}" if one else f"{g}s"
+        has = f"only {_noun(table, g, days)}" if days else f"no {_noun(table, g)}"
+        out.append(f"{_planned(labels, idx)} {what}: {has} in the training data; "
+                   f"the recommendation{'' if one else 's'} {'is' if one else 'are'} unreliable")
+    t = _finite(train.temp_max)
+    if len(t):
+        tmax = np.asarray(query.temp_max, dtype=np.float64)
+        for rel, edge, extreme, outside in (("above", t.max(), "highest", tmax > t.max()),
+                                            ("below", t.min(), "lowest", tmax < t.min())):
+            idx = [int(i) for i in np.flatnonzero(outside)]
+            if idx:
+                value = (f"a maximum of {_num(tmax[idx[0]])} °C, {rel} {_num(edge)} °C" if len(idx) == 1
+                         else f"a maximum {rel} {_num(edge)} °C")
+                out.append(f"{_planned(labels, idx)} forecast {value}, the {extreme} in the training data")
     return out
+
+
+def _planned(labels: list[str], idx: list[int]) -> str:
+    """``"the day you plan, Tue 2016-01-05, is"`` or ``"the days you plan on A, B and C are"``."""
+    if len(idx) == 1:
+        return f"the day you plan, {labels[idx[0]]}, is"
+    named = [labels[i] for i in idx]
+    return f"the days you plan on {', '.join(named[:-1])} and {named[-1]} are"
 
 
 # --- words and numbers --------------------------------------------------------------------------
