@@ -15,6 +15,10 @@ a weekly plan, and each day the first rule below whose condition holds decides t
    (half the time) or a short easy indoor session (a ride on the trainer or weight training).
 4. ``rain_no_hard`` (weather) — the plan is hard but it rains more than 8 mm or the wind is over
    7 m/s: no outdoor hard session; an easy indoor ride or an easy run instead.
+4b. ``heat_easy`` (weather) — the plan is hard or long but the maximum is 25 °C or more: no hard
+   effort and no long run in the heat; an easy session instead. With the cold snap this makes
+   the chance of a hard day rise and then fall with temperature — a shape no single weighted sum
+   of the inputs can follow, and one reason a hidden layer helps.
 5. ``acwr_low`` (history) — yesterday's ratio is below 0.8 and the plan is rest or easy: add
    load (rest becomes easy, easy becomes hard unless it rains over 8 mm or blows over 7 m/s).
 6. ``rain_no_long`` (weather) — the plan is the weekend long run but it rains over 3 mm or the
@@ -29,7 +33,7 @@ a weekly plan, and each day the first rule below whose condition holds decides t
    rest, hard, easy, long, easy at ×0.75).
 10. ``noise`` — on days decided by ``weekly_plan`` or ``weekend_long`` only (so no other rule's
     promise is broken): a random skip (5 %: rest) or a random swap (4 %: easy ↔ hard,
-    rest → easy; only hard → easy on a stormy day; a long run is not swapped).
+    rest → easy; only hard → easy on a stormy or hot day; a long run is not swapped).
 
 The ratio uses the planner's own load (``load.session_load``, TRIMP where there is a heart rate)
 with the exponential ATL (7 days) and C28 (28 days) of ``load.ewma_step``; the athlete arrives
@@ -62,14 +66,14 @@ from nomagic.errors import InvalidInputError, NomagicError
 from .load import LoadSettings, ewma_step, session_load
 from .records import Activity, DailyWeather
 
-RULES = ("two_hard_rest", "acwr_high", "cold_snap", "rain_no_hard", "acwr_low", "rain_no_long",
+RULES = ("two_hard_rest", "acwr_high", "cold_snap", "rain_no_hard", "heat_easy", "acwr_low", "rain_no_long",
          "weekend_long", "long_moved", "weekly_plan", "noise")
 #: The rules whose condition looks at past days (the log's history), not only today.
 HISTORY_RULES = ("two_hard_rest", "acwr_high", "acwr_low", "long_moved")
 
 HR_REST, HR_MAX = 60.0, 188.0
 ACWR_HIGH, ACWR_LOW = 1.3, 0.8
-HEAVY_RAIN_MM, DRY_MM, STRONG_WIND_MS, COLD_C = 8.0, 3.0, 7.0, 3.0
+HEAVY_RAIN_MM, DRY_MM, STRONG_WIND_MS, COLD_C, HOT_C = 8.0, 3.0, 7.0, 3.0, 25.0
 START_LOAD = 55.0
 SKIP_P, SWAP_P = 0.05, 0.04
 
@@ -174,6 +178,7 @@ def generate(weather: DailyWeather, seed: int = 7) -> GeneratedLog:
         rain, wind, tmax = weather.precipitation[i], weather.wind[i], weather.temp_max[i]
         stormy = bool(rain > HEAVY_RAIN_MM or wind > STRONG_WIND_MS)
         dry = bool(rain <= DRY_MM and wind <= STRONG_WIND_MS)
+        hot = bool(tmax >= HOT_C)
         acwr = atl / chronic if chronic > 0 else 1.0
         indoor = False
         if len(classes) >= 2 and classes[-1] == classes[-2] == "hard":
@@ -184,6 +189,8 @@ def generate(weather: DailyWeather, seed: int = 7) -> GeneratedLog:
             cls, rule, indoor = ("rest" if rng.random() < 0.5 else "easy"), "cold_snap", True
         elif plan == "hard" and stormy:
             cls, rule, indoor = "easy", "rain_no_hard", rng.random() < 0.5
+        elif plan in ("hard", "long") and hot:
+            cls, rule = "easy", "heat_easy"
         elif acwr < ACWR_LOW and plan in ("rest", "easy") and not (plan == "easy" and stormy):
             cls, rule = ("easy" if plan == "rest" else "hard"), "acwr_low"
         elif plan == "long" and not dry:
@@ -198,7 +205,7 @@ def generate(weather: DailyWeather, seed: int = 7) -> GeneratedLog:
             u = rng.random()
             if u < SKIP_P and cls != "rest":
                 cls, rule = "rest", "noise"
-            elif SKIP_P <= u < SKIP_P + SWAP_P and cls in SWAPS and not (stormy and cls != "hard"):
+            elif SKIP_P <= u < SKIP_P + SWAP_P and cls in SWAPS and not ((stormy or hot) and cls != "hard"):
                 cls, rule = SWAPS[cls], "noise"
         today = _sessions(rng, day, cls, scale, indoor)
         load = sum(session_load(a, settings, HR_MAX)[0] for a in today)
