@@ -121,6 +121,10 @@ def format_text(table: LoadTable, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _where(source: str) -> str:
     m = re.fullmatch(r"(.*):(\d+)", source)
     return f"{m.group(1)} line {m.group(2)}" if m else source
@@ -132,8 +136,8 @@ def skipped_note(log: TrainingLog, shown: int = SKIPPED_SHOWN) -> str | None:
     if not skipped:
         return None
     n = len(skipped)
-    lines = [f"skipped {n} row{'s' if n != 1 else ''} or file{'s' if n != 1 else ''} of {log.source or 'the log'} "
-             f"(not counted in the load; {len(log)} sessions read)" + (":" if shown else "")]
+    lines = [f"skipped {_n(n, 'row')} or {'file' if n == 1 else 'files'} of {log.source or 'the log'} "
+             f"(not counted in the load; {_n(len(log), 'session')} read)" + (":" if shown else "")]
     lines += [f"  {_where(s.source)}: {s.reason}" for s in skipped[:shown]]
     if n > shown:
         lines.append(f"  ... and {n - shown} more")
@@ -142,8 +146,9 @@ def skipped_note(log: TrainingLog, shown: int = SKIPPED_SHOWN) -> str | None:
 
 def _method_counts(log: TrainingLog, settings: LoadSettings) -> str:
     counts = Counter(session_load(a, settings, settings.hr_max)[1] for a in log.activities)
-    return ", ".join(f"{counts[m]} {name}" for m, name in (("trimp", "TRIMP"), ("srpe", "sRPE"),
-                                                         ("duration", "duration")) if counts[m])
+    used = [f"{counts[m]} {name}" for m, name in (("trimp", "TRIMP"), ("srpe", "sRPE"), ("duration", "duration"))
+            if counts[m]]
+    return ", ".join(used) + (" session" if sum(counts.values()) == 1 else " sessions")
 
 
 def header_lines(log: TrainingLog, table: LoadTable, given: dict, shown: LoadTable) -> list[str]:
@@ -156,11 +161,11 @@ def header_lines(log: TrainingLog, table: LoadTable, given: dict, shown: LoadTab
     else:
         hr_max = "hr_max none (no heart rate in the log)"
     hr_rest = f"hr_rest {s.hr_rest:g} bpm ({'given' if given.get('hr_rest') is not None else 'default'})"
-    first = (f"load {_METHOD_WORDS[s.method]}: {_method_counts(log, s)} sessions; {hr_rest}, {hr_max}, "
+    first = (f"load {_METHOD_WORDS[s.method]}: {_method_counts(log, s)}; {hr_rest}, {hr_max}, "
              f"sex {s.sex}, CTL {s.ctl_days:g} days, ATL {s.atl_days:g} days")
     days = len(shown)
-    second = (f"{log.source or 'log'}: {len(log)} sessions from {table.dates[0]} to {table.dates[-1]}; "
-              f"showing {shown.dates[0]} to {shown.dates[-1]} ({days} day{'s' if days != 1 else ''})")
+    second = (f"{log.source or 'log'}: {_n(len(log), 'session')} from {table.dates[0]} to {table.dates[-1]}; "
+              f"showing {shown.dates[0]} to {shown.dates[-1]} ({_n(days, 'day')})")
     return [first, second]
 
 
