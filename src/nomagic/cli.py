@@ -35,6 +35,73 @@ def _digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    from .apps.planner.loadcmd import run_load
+
+    result = run_load(args.log, as_json=args.json, plot=args.plot, method=args.load, hr_rest=args.hr_rest,
+                      hr_max=args.hr_max, sex=args.sex, ctl_days=args.ctl_days, atl_days=args.atl_days,
+                      start=args.start, end=args.end)
+    for note in result.notes:
+        print(f"nomagic: {note}", file=sys.stderr)
+    sys.stdout.write(result.output)
+    sys.stdout.flush()
+    return 0
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-12-31") from None
+
+
+def _positive(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _add_load(sub) -> None:
+    p = sub.add_parser(
+        "load", help="print the training-load table (load, CTL, ATL, TSB, ACWR, monotony, strain) of a log",
+        description="Read a training log (a Strava export: the .zip, its unpacked folder or its activities.csv; or "
+                    "the plain CSV date,type,duration_min,distance_km[,avg_hr][,rpe]) and print the training load "
+                    "per day: load, fitness (CTL), fatigue (ATL), form (TSB), acute:chronic ratio (ACWR), "
+                    "monotony and strain. Bad input is one line on stderr and exit status 2.")
+    p.add_argument("--log", metavar="FILE", help="the training log (default: the log shipped with nomagic, "
+                                                   "nomagic/data/athlete-log.csv)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects (date, load, ctl, atl, tsb, "
+                                                        "acwr, monotony, strain; null where undefined) instead")
+    p.add_argument("--plot", metavar="FILE", help="also draw the performance-management chart to FILE (.png or .svg; "
+                                                   "needs matplotlib)")
+    p.add_argument("--load", choices=("auto", "trimp", "srpe", "duration"), default="auto",
+                   help="the load per session (default: auto = TRIMP where a session has heart rate, else sRPE "
+                        "where it has an RPE, else minutes x a factor per session class)")
+    p.add_argument("--hr-rest", type=float, metavar="N", help="resting heart rate for TRIMP (default: 60)")
+    p.add_argument("--hr-max", type=float, metavar="N", help="maximum heart rate for TRIMP (default: the highest "
+                                                              "heart rate in the log)")
+    p.add_argument("--sex", choices=("male", "female"), default="male",
+                   help="TRIMP's weighting (default: male, k=1.92; female k=1.67)")
+    p.add_argument("--ctl-days", type=_positive, default=42.0, metavar="N",
+                   help="time constant of fitness, CTL (default: 42)")
+    p.add_argument("--atl-days", type=_positive, default=7.0, metavar="N",
+                   help="time constant of fatigue, ATL (default: 7)")
+    p.add_argument("--from", dest="start", type=_date, metavar="DATE",
+                   help="first day to show, YYYY-MM-DD (default: the log's first day; the load is always "
+                        "computed over the whole log)")
+    p.add_argument("--to", dest="end", type=_date, metavar="DATE",
+                   help="last day to show, YYYY-MM-DD (default: the log's last day; later adds rest days)")
+    p.set_defaults(func=_load)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench
 
@@ -72,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
+
+    _add_load(sub)
     return parser
 
 
@@ -94,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NomagicError as exc:
         print(f"nomagic: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print("nomagic: interrupted", file=sys.stderr)
         return 130

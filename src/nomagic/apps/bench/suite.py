@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-BENCHMARKS = ("digits", "wide", "rnn", "processes", "runtime")
+BENCHMARKS = ("digits", "wide", "rnn", "processes", "runtime", "planner")
 COMMAND = "nomagic bench --write-results"
 _BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _CHILD = "NOMAGIC_BENCH_CHILD"
@@ -572,7 +572,8 @@ def bench_runtime(quick: bool, info: dict) -> list[dict]:
 
 
 RUNNERS = {"digits": bench_digits, "wide": bench_wide, "rnn": bench_rnn, "processes": bench_processes,
-           "runtime": bench_runtime}
+           "runtime": bench_runtime,
+           "planner": lambda quick, info: _script_rows("planner", _script("planner").run(quick=quick))}
 
 
 def run_benchmarks(quick: bool = False, only: list[str] | None = None, info: dict | None = None) -> list[dict]:
@@ -592,7 +593,7 @@ def run_benchmarks(quick: bool = False, only: list[str] | None = None, info: dic
 
 SUITE_TITLES = {"digits": "Tensor engine: the digits MLP", "wide": "Tensor engine: a wide MLP",
                 "rnn": "Tensor engine: recurrent layers", "processes": "Processes engine",
-                "runtime": "Process runtime"}
+                "runtime": "Process runtime", "planner": "Training planner: import and plan"}
 
 
 def _block(name: str, text: str) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 
 import nomagic
 
-from .records import DailyWeather
+from .records import DailyWeather, TrainingLog
 
 #: The file name of the shipped athlete log inside ``nomagic/data``.
 ATHLETE_LOG_FILE = "athlete-log.csv"
@@ -40,3 +40,10 @@ def seattle_weather() -> DailyWeather:
 def athlete_log_path() -> str:
     """Where the shipped generated athlete log lives inside the installed package."""
     return str(resources.files("nomagic").joinpath("data", ATHLETE_LOG_FILE))
+
+
+def shipped_log() -> TrainingLog:
+    """The shipped generated athlete log (``nomagic/data/athlete-log.csv``) as a ``TrainingLog``."""
+    from .logcsv import read_log_csv
+
+    return read_log_csv(athlete_log_path())
