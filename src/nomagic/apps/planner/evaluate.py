@@ -146,7 +146,8 @@ def table_markdown(rows: list[Row]) -> str:
         sub = [r for r in rows if r.task == task]
         hist = task == "class" and any(r.history_accuracy is not None for r in sub)
         out.append(f"**{task}** (hold-out: the last {HOLDOUT_DAYS} days)\n")
-        head = "| model | accuracy | macro-F1 | log loss | Brier | ECE |" + (" accuracy on history-rule days |" if hist else "")
+        head = "| model | accuracy | macro-F1 | log loss | Brier | ECE |"
+        head += " accuracy on history-rule days |" if hist else ""
         out.append(head)
         out.append("|" + " --- |" * (head.count("|") - 1))
         for r in sub:
