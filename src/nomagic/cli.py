@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import NomagicError
@@ -102,6 +103,76 @@ def _add_load(sub) -> None:
     p.set_defaults(func=_load)
 
 
+def _print(result) -> int:
+    for note in result.notes:
+        print(f"nomagic: {note}", file=sys.stderr)
+    sys.stdout.write(result.output)
+    sys.stdout.flush()
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .apps.planner.plancmd import run_plan
+
+    return _print(run_plan(args.log, args.weather, forecast=args.forecast, date=args.date, days=args.days,
+                           model=args.model, engine=args.engine, plot=args.plot, as_json=args.json,
+                           method=args.load, hr_rest=args.hr_rest, hr_max=args.hr_max, sex=args.sex))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .apps.planner.plancmd import run_audit
+
+    return _print(run_audit(args.log, args.weather, forecast=args.forecast, model=args.model, engine=args.engine,
+                            as_json=args.json, method=args.load, hr_rest=args.hr_rest, hr_max=args.hr_max,
+                            sex=args.sex))
+
+
+def _planner_inputs(p, what: str) -> None:
+    p.add_argument("--log", metavar="FILE", help="the training log: a Strava export (the .zip, its folder or its "
+                                                   "activities.csv) or the plain CSV date,type,duration_min,"
+                                                   "distance_km[,avg_hr][,rpe] (default: the shipped log, which "
+                                                   "is generated: see the README)")
+    p.add_argument("--weather", metavar="FILE", help="daily weather over the log's days: Meteostat CSV (with or "
+                                                       "without header), Open-Meteo CSV export, or the Seattle "
+                                                       "format (default: the shipped Seattle weather 2012-2015)")
+    p.add_argument("--forecast", metavar="FILE", help=f"weather for the days {what} (same formats); days no file "
+                                                        "covers have unknown weather")
+    p.add_argument("--model", choices=("perceptron", "mlp", "rnn"), default="mlp",
+                   help="perceptron (train or rest?), mlp (multi-layer network) or rnn (recurrent network over "
+                        "the last 3 weeks); default mlp")
+    p.add_argument("--engine", choices=("tensor", "processes"), default="tensor",
+                   help="the engine that runs the trained networks (training uses the tensor engine)")
+    p.add_argument("--json", action="store_true", help="print JSON (schema: nomagic/apps/planner/*.schema.json)")
+    p.add_argument("--load", choices=("auto", "trimp", "srpe", "duration"), default="auto",
+                   help="the load per session (default auto: TRIMP, else sRPE, else duration)")
+    p.add_argument("--hr-rest", type=float, metavar="N", help="resting heart rate for TRIMP (default: 60)")
+    p.add_argument("--hr-max", type=float, metavar="N", help="maximum heart rate (default: the log's highest)")
+    p.add_argument("--sex", choices=("male", "female"), default="male", help="TRIMP's weighting (default: male)")
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser(
+        "plan", help="recommend the next session (rest, easy, long or hard), with reasons and warnings",
+        description="Train a perceptron, a multi-layer network and a recurrent network on a training log and the "
+                    "weather (or reuse them from the cache), and recommend the session for the day after the log, "
+                    "with each class's probability, the load picture, the inputs that pushed hardest and the "
+                    "bias audit's warnings. Bad input is one line on stderr and exit status 2.")
+    _planner_inputs(p, "being planned")
+    p.add_argument("--date", type=_date, metavar="DATE", help="the day to plan, YYYY-MM-DD (default: the day after "
+                                                               "the last logged day)")
+    p.add_argument("--days", type=int, default=1, metavar="N", help="plan N days (1-28), rolling the load forward "
+                                                                     "with each recommended session")
+    p.add_argument("--plot", metavar="FILE", help="draw the performance-management chart with the plan (.png/.svg)")
+    p.set_defaults(func=_plan)
+    p = sub.add_parser(
+        "audit", help="say where the training data is thin or lopsided",
+        description="Class balance, how well the training data covers each weather condition, temperature band, "
+                    "season and weekday, the model's accuracy on each kind of day of the hold-out year, and the "
+                    "shift between a forecast and the weather the model learned from, with plain warnings.")
+    _planner_inputs(p, "you ask about")
+    p.set_defaults(func=_audit)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench
 
@@ -140,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
 
+    _add_plan(sub)
     _add_load(sub)
     return parser
 
@@ -169,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
+        if os.environ.get("NOMAGIC_DEBUG"):
+            raise
+        print(f"nomagic: internal error: {type(exc).__name__}: {exc} (a bug in nomagic: please report it; "
+              "NOMAGIC_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,6 +61,14 @@ def align_weather(weather: DailyWeather, dates: np.ndarray) -> DailyWeather:
                         source=weather.source, wind_kind=weather.wind_kind)
 
 
+def subset(weather: DailyWeather, idx) -> DailyWeather:
+    """The days of ``weather`` at ``idx`` (indices, a slice or a boolean mask)."""
+    return DailyWeather(dates=weather.dates[idx], temp_max=weather.temp_max[idx], temp_min=weather.temp_min[idx],
+                        precipitation=weather.precipitation[idx], wind=weather.wind[idx],
+                        condition=weather.condition[idx], snow=weather.snow[idx], source=weather.source,
+                        wind_kind=weather.wind_kind)
+
+
 def build(log: TrainingLog, weather: DailyWeather, settings: LoadSettings | None = None,
           end: dt.date | np.datetime64 | None = None) -> PlannerData:
     """The planner's data from a log and weather; refuses a log with no day in the weather."""

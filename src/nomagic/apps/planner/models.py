@@ -30,7 +30,7 @@ import nomagic as nm
 from nomagic.errors import InvalidInputError
 
 from .dataset import PlannerData
-from .features import DAY_FEATURES, STEP_FEATURES, Scaler, day_matrix, sequence_tensor
+from .features import DAY_FEATURES, STEP_FEATURES, WEEKDAYS, Scaler, day_matrix, sequence_tensor
 from .sessions import CLASSES
 
 MODELS = ("perceptron", "mlp", "rnn")
@@ -105,24 +105,57 @@ class PlannerModel:
             return np.hstack([1.0 - out, out])  # step output: train = 1
         return np.asarray(out, dtype=np.float64)
 
-    def explain(self, data: PlannerData, i: int, cls: int, engine: str = "tensor") -> list[tuple[str, float]]:
-        """(feature name, push) for day ``i`` and class index ``cls``, strongest first: how much
-        each input pushed the class's log-probability up (> 0) or down, by the backward pass."""
+    def pushes(self, data: PlannerData, i: int, cls: int, engine: str = "tensor") -> np.ndarray:
+        """How much each input pushed the log-probability of class ``cls`` on day ``i`` up (> 0)
+        or down: ``Σ_t x_t · ∂log p/∂x_t`` per input, by the backward pass through the probe."""
         if self.kind == "perceptron":
             # a step neuron has no useful gradient: its push is w_i · x_i towards "train"
             x = self.inputs(data, [i])[0]
             w = np.asarray(self.model.params["neuron.weight"][:, 0])
-            push = w * x * (1.0 if cls == 1 else -1.0)
-        else:
-            X = self.inputs(data, [i])
-            n_in = X.shape[-1]
-            net = _network(self.kind, n_in, self.options, probe=True)
-            params = dict(self.model.params)
-            params["probe.weight"] = np.eye(n_in)
-            _, grads = net.loss_and_grad(params, X, np.array([cls]), loss="cross_entropy", engine=engine)
-            push = -np.diag(np.asarray(grads["probe.weight"]))  # L = −log p: minus its gradient
-        order = np.argsort(-np.abs(push))
-        return [(self.feature_names[j], float(push[j])) for j in order]
+            return w * x * (1.0 if cls == 1 else -1.0)
+        X = self.inputs(data, [i])
+        n_in = X.shape[-1]
+        net = _network(self.kind, n_in, self.options, probe=True)
+        params = dict(self.model.params)
+        params["probe.weight"] = np.eye(n_in)
+        _, grads = net.loss_and_grad(params, X, np.array([cls]), loss="cross_entropy", engine=engine)
+        return -np.diag(np.asarray(grads["probe.weight"]))  # L = −log p: minus its gradient
+
+    def explain(self, data: PlannerData, i: int, cls: int, engine: str = "tensor") -> list[dict]:
+        """The reasons for class ``cls`` on day ``i``, strongest first: ``{"feature", "value",
+        "push"}``. The weekday's seven inputs count as one ("weekday"), so do the season's two;
+        ``value`` is what the model read (the day's value; for the recurrent network's past days,
+        how many of the last weeks' days were of that class, or their mean)."""
+        push = self.pushes(data, i, cls, engine)
+        names = self.feature_names
+        raw = sequence_tensor(data, [i])[0] if self.kind == "rnn" else day_matrix(data, [i])
+        day = raw[-1]
+        groups: dict[str, tuple[float, object]] = {}
+        for j, name in enumerate(names):
+            if name == "the day being planned":
+                continue
+            if name.startswith("weekday: "):
+                key, value = "weekday", WEEKDAYS[int(np.argmax(day[:7]))]
+            elif name.startswith("season"):
+                key, value = "season", _season_word(data.dates[i] if i < len(data) else None)
+            elif name.startswith("past days: ") and name[11:] in CLASSES:
+                key, value = name, f"{int(raw[:-1, j].sum())} of the last {len(raw) - 1} days"
+            elif name.startswith("past days: "):
+                key, value = name, round(float(np.nanmean(raw[:-1, j])), 2)
+            else:
+                key, value = name, None if np.isnan(day[j]) else round(float(
+                    np.expm1(day[j]) if name == "precipitation" else day[j]), 2)
+            total = groups.get(key, (0.0, value))[0] + float(push[j])
+            groups[key] = (total, value)
+        ranked = sorted(groups.items(), key=lambda kv: -abs(kv[1][0]))
+        return [{"feature": k, "value": v, "push": round(p, 4)} for k, (p, v) in ranked]
+
+
+def _season_word(day) -> str:
+    if day is None:
+        return ""
+    month = int(str(np.datetime64(day, "M"))[-2:])
+    return ("winter", "spring", "summer", "autumn")[(month % 12) // 3]
 
 
 def _split(n: int, fraction: float = 0.1) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 
 from nomagic.errors import InvalidInputError
 
-from .dataset import PlannerData, align_weather
+from .dataset import PlannerData, align_weather, subset
 from .load import project
 from .models import PlannerModel
 from .records import DailyWeather
@@ -62,10 +62,7 @@ def _upto(data: PlannerData, k: int) -> PlannerData:
     t = data.table
     table = type(t)(**{f: getattr(t, f)[:k] for f in ("dates", "load", "ctl", "atl", "tsb", "acwr", "monotony",
                                                        "strain", "ramp", "planned")}, settings=t.settings)
-    w = data.weather
-    weather = DailyWeather(dates=w.dates[:k], temp_max=w.temp_max[:k], temp_min=w.temp_min[:k],
-                           precipitation=w.precipitation[:k], wind=w.wind[:k], condition=w.condition[:k],
-                           snow=w.snow[:k], source=w.source, wind_kind=w.wind_kind)
+    weather = subset(data.weather, slice(0, k))
     return PlannerData(data.log, data.dates[:k], data.classes[:k], table, weather, data.settings,
                        int((~np.isnan(weather.temp_max)).sum()))
 
@@ -112,9 +109,8 @@ def _weather_json(w: DailyWeather, i: int, source: str) -> dict | None:
             "precipitation": num(w.precipitation[i]), "wind": num(w.wind[i]), "source": source}
 
 
-def _reason(name: str, push: float, session: str) -> dict:
-    return {"feature": name, "push": round(push, 4),
-            "direction": f"towards {session}" if push > 0 else f"away from {session}"}
+def _reason(r: dict, session: str) -> dict:
+    return {**r, "direction": f"towards {session}" if r["push"] > 0 else f"away from {session}"}
 
 
 def plan(data: PlannerData, model: PlannerModel, *, date: dt.date | np.datetime64 | None = None, days: int = 1,
@@ -143,6 +139,7 @@ def plan(data: PlannerData, model: PlannerModel, *, date: dt.date | np.datetime6
     sources = _merge_weather([weather if weather is not None else data.weather, forecast])
     typical = typical_loads(data)
     out = []
+    unknown: list[str] = []
     for step in range(days):
         ext = _extended(base, classes + [-1], loads + [0.0], sources)
         i = len(ext) - 1
@@ -151,8 +148,7 @@ def plan(data: PlannerData, model: PlannerModel, *, date: dt.date | np.datetime6
         main = weather if weather is not None else data.weather
         source = "weather file" if np.any(main.dates == day) else "forecast"
         if np.isnan(ext.weather.temp_max[i]):
-            warnings.append(f"the weather of {day} is unknown (no weather or forecast file covers it): "
-                            "the model reads an average day")
+            unknown.append(str(day))
         P = model.predict_proba(ext, [i], engine=engine)[0]
         c = int(P.argmax())
         session = model.classes[c]
@@ -167,9 +163,13 @@ def plan(data: PlannerData, model: PlannerModel, *, date: dt.date | np.datetime6
             date=str(day), session=session,
             probabilities={name: round(float(p), 4) for name, p in zip(model.classes, P)},
             model=model.kind, weather=_weather_json(ext.weather, i, source), load=load,
-            reasons=[_reason(n, p, session) for n, p in pushes], warnings=warnings, planned_load=round(planned, 1)))
+            reasons=[_reason(r, session) for r in pushes], warnings=warnings, planned_load=round(planned, 1)))
         if model.kind == "perceptron":  # it only says "train": roll forward an easy day
             c = CLASSES.index("easy") if session == "train" else 0
         classes.append(c)
         loads.append(planned)
+    if unknown:
+        span = unknown[0] if len(unknown) == 1 else f"{unknown[0]} .. {unknown[-1]} ({len(unknown)} days)"
+        out[0].warnings.append(f"the weather of {span} is unknown (no weather or forecast file covers it): "
+                               "the model reads an average day there")
     return out
