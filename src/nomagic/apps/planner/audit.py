@@ -208,6 +208,8 @@ class AuditReport:
     history_days: int | None = None
     query_days: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: per warning, what it is about: "class", "history", "thin", "holdout", "shift" or "planned"
+    warning_kinds: list[str] = field(default_factory=list)
 
 
 # --- grouping -----------------------------------------------------------------------------------
@@ -338,11 +340,17 @@ def audit(train_weather: DailyWeather, train_classes, *, holdout: Holdout | Mapp
         models = {str(k): v for k, v in holdout.items()}
 
     warnings: list[str] = []
+    kinds: list[str] = []
+
+    def add(kind: str, items: list[str]) -> None:
+        warnings.extend(items)
+        kinds.extend([kind] * len(items))
+
     balance = _class_balance(y)
-    warnings += _class_warnings(balance)
+    add("class", _class_warnings(balance))
     if history_days is not None and history_days < MIN_HISTORY_DAYS:
-        warnings.append(f"less than {MIN_HISTORY_DAYS} days of history ({int(history_days)}): "
-                        "fitness (CTL) is not yet meaningful")
+        add("history", [f"less than {MIN_HISTORY_DAYS} days of history ({int(history_days)}): "
+                        "fitness (CTL) is not yet meaningful"])
 
     train_groups = _groups(train_weather, hemisphere)
     user_groups = _groups(user_weather, hemisphere) if user_weather is not None else None
@@ -357,29 +365,30 @@ def audit(train_weather: DailyWeather, train_classes, *, holdout: Holdout | Mapp
                                     class_days=tuple(int(np.sum(y[inside] == k)) for k in range(len(CLASSES))),
                                     user_days=None if user_groups is None else int(np.sum(user_groups[table] == g))))
         coverage[table] = tuple(rows)
-        warnings += [f"only {_noun(table, r.group, r.days)} in the training data ({_pct(r.share)}): "
-                     f"recommendations for {_noun(table, r.group)} are unreliable" for r in rows if r.thin]
+        add("thin", [f"only {_noun(table, r.group, r.days)} in the training data ({_pct(r.share)}): "
+                     f"recommendations for {_noun(table, r.group)} are unreliable" for r in rows if r.thin])
 
     per_condition = {}
     for name, h in models.items():
         per_condition[name] = _holdout_accuracy(h, name, hemisphere)
-        warnings += _holdout_warnings(name, per_condition[name], len(models) > 1)
+        add("holdout", _holdout_warnings(name, per_condition[name], len(models) > 1))
 
     shift: tuple[ShiftRow, ...] = ()
     if user_weather is not None:
         shift = tuple(_shift_row(train_weather, user_weather, f, u) for f, u in FEATURES)
-        warnings += _shift_warnings(shift, train_weather, user_weather)
-        warnings += _user_group_warnings(coverage, len(user_weather))
+        add("shift", _shift_warnings(shift, train_weather, user_weather))
+        add("shift", _user_group_warnings(coverage, len(user_weather)))
 
     if query is not None:
-        warnings += _query_warnings(query, coverage, train_weather, hemisphere)
+        add("planned", _query_warnings(query, coverage, train_weather, hemisphere))
 
     dates = np.asarray(train_weather.dates, dtype="datetime64[D]")
     return AuditReport(train_days=n, train_start=str(dates.min()), train_end=str(dates.max()), hemisphere=hemisphere,
                        class_balance=balance, coverage=coverage, per_condition=per_condition,
                        user_days=None if user_weather is None else len(user_weather), shift=shift,
                        history_days=None if history_days is None else int(history_days),
-                       query_days=0 if query is None else len(query), warnings=warnings)
+                       query_days=0 if query is None else len(query), warnings=warnings,
+                       warning_kinds=kinds)
 
 
 def _class_balance(y: np.ndarray) -> tuple[ClassRow, ...]:
@@ -683,7 +692,7 @@ def to_json(report: AuditReport) -> dict:
                     "user_days", "user_mean", "user_std", "user_min", "user_max", "smd",
                     "share_below", "share_above", "share_outside"}, ...],   # empty without user weather
          "history_days": int | null, "query_days": int,
-         "warnings": [str, ...]}
+         "warnings": [str, ...], "warning_kinds": [str, ...]}  (kinds: class, history, thin, holdout, shift, planned)
 
     Shares are fractions 0..1, temperatures °C, precipitation mm, wind m/s.
     """
@@ -707,4 +716,5 @@ def to_json(report: AuditReport) -> dict:
                    "share_outside": _j(r.share_outside)} for r in report.shift],
         "history_days": report.history_days, "query_days": report.query_days,
         "warnings": list(report.warnings),
+        "warning_kinds": list(report.warning_kinds),
     }

@@ -223,7 +223,9 @@ def run_plan(log: str | None = None, weather: str | None = None, *, forecast: st
     recs = recommend.plan(inputs.data, models[model], date=date, days=days, weather=inputs.weather,
                           forecast=inputs.forecast, engine=engine)
     report = _audit(inputs, models, model, engine, _query(recs))
-    warns = [w for r in recs for w in r.warnings] + list(report.warnings)
+    # the plan names what bears on it; the general thin-group list is `nomagic audit`'s
+    relevant = [w for w, k in zip(report.warnings, report.warning_kinds) if k != "thin"]
+    warns = [w for r in recs for w in r.warnings] + relevant
     payload = {"schema_version": SCHEMA_VERSION, "nomagic_version": __version__, "model": model, "engine": engine,
                "load_settings": _settings_json(inputs.data.settings)}
     if days == 1:
@@ -231,7 +233,7 @@ def run_plan(log: str | None = None, weather: str | None = None, *, forecast: st
         payload["warnings"] = warns
     else:
         payload["plan"] = [r.to_json() for r in recs]
-        payload["warnings"] = list(report.warnings)
+        payload["warnings"] = relevant
     if plot_name is not None:
         _plot(inputs.data, recs, plot_name)
         notes.append(f"drew the performance-management chart with the plan to {plot_name}")
