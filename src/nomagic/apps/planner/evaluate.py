@@ -23,7 +23,7 @@ import numpy as np
 
 from nomagic.errors import InvalidInputError, require
 
-from .dataset import PlannerData
+from .dataset import PlannerData, build
 from .features import Scaler, day_matrix, sample_days
 from .metrics import scores
 from .models import MODELS, PlannerModel, TrainOptions, train
@@ -159,3 +159,27 @@ def table_markdown(rows: list[Row]) -> str:
             out.append(line)
         out.append("")
     return "\n".join(out)
+
+
+def shipped_history_days(data: PlannerData) -> np.ndarray:
+    """For the shipped log: which days the generator decided by a rule that looks at past days."""
+    from .generator import generate
+    from .shipped import ATHLETE_LOG_SEED, seattle_weather
+
+    g = generate(seattle_weather(), ATHLETE_LOG_SEED)
+    pos = np.clip(np.searchsorted(g.dates, data.dates), 0, len(g.dates) - 1)
+    return np.isin(np.asarray(g.decided_by)[pos], g.history_rules) & (g.dates[pos] == data.dates)
+
+
+def main() -> int:
+    """``python -m nomagic.apps.planner.evaluate``: the evaluation table on the shipped data."""
+    from .logfile import read_log
+    from .shipped import seattle_weather
+
+    data = build(read_log(None), seattle_weather())
+    print(table_markdown(evaluate(data, history_days=shipped_history_days(data))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
