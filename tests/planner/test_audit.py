@@ -303,7 +303,8 @@ def test_to_json_round_trips_and_render_text(seattle, seattle_classes):
     data = to_json(r)
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert set(data) == {"train_days", "train_start", "train_end", "hemisphere", "classes", "class_balance",
-                         "coverage", "per_condition", "user_days", "shift", "history_days", "query_days", "warnings"}
+                         "coverage", "per_condition", "user_days", "shift", "history_days", "query_days", "warnings",
+                         "warning_kinds"}
     assert data["warnings"] == r.warnings and data["train_start"] == "2012-01-01"
     assert data["coverage"]["condition"][3]["group"] == "snow" and data["coverage"]["condition"][3]["thin"] is True
     text = render_text(r)
