@@ -341,18 +341,33 @@ class Runtime:
         self._ids = count(1)
         self._running = False
         self.trace_log: list[TraceEvent] = []
+        self._hook: Callable[[Pid, Pid, Any], Any] | None = None
+        self._cls: type[Process] = Process
         if trace is True or callable(trace):
-            self._cls: type[Process] = _TracedProcess
             self._trace_sink = self.trace_log.append if trace is True else trace
             self._trace_seq = count()
             self._t0 = time.monotonic()
-        elif trace is False or trace is None:
-            self._cls = Process
-        else:
+            self._hook = self._event
+            self._cls = _TracedProcess
+        elif not (trace is False or trace is None):
             raise InvalidInputError(f"trace must be True, False or a callable; got {trace!r}")
         # the sender of messages sent from outside any process; it receives nothing
         self._outside = self._cls(self, 0, "outside")
         self._outside._wait = _DEAD
+
+    def set_trace(self, hook: Callable[[Pid, Pid, Any], Any] | None) -> None:
+        """From now on call ``hook(sender, receiver, msg)`` at every send (replacing ``trace``);
+        ``None`` turns tracing off. Every live process switches class, so that sends stay free of
+        any check when nobody listens. A process that cached its bound ``send`` keeps the old one."""
+        if hook is not None and not callable(hook):
+            raise InvalidInputError(f"set_trace: hook must be a callable or None; got {hook!r}")
+        self._hook = hook
+        cls = Process if hook is None else _TracedProcess
+        if cls is not self._cls:
+            self._cls = cls
+            self._outside.__class__ = cls
+            for p in self._live:
+                p.__class__ = cls
 
     # -- starting and talking to processes --
 
@@ -681,6 +696,11 @@ class Runtime:
                 + (f"\n  ... and {more} more" if more else ""))
 
     def _record(self, sender: Pid, to: Pid, msg: Any) -> None:
+        hook = self._hook
+        if hook is not None:
+            hook(sender, to, msg)
+
+    def _event(self, sender: Pid, to: Pid, msg: Any) -> None:
         self._trace_sink(TraceEvent(next(self._trace_seq), time.monotonic() - self._t0,
                                     sender, to, _kind(msg), _summarize(msg)))
 
