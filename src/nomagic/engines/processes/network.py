@@ -50,7 +50,7 @@ class ProcessNetwork:
                  l2: float = 0.0, clip_norm: float | None = None, trace: bool = False,
                  timeout: float | None | str = "auto", faults: list[Fault] | None = None,
                  max_restarts: int = 3, restart_period: float | None = 5.0,
-                 on_event: Callable[[MessageEvent], Any] | None = None) -> None:
+                 on_event: Callable[[MessageEvent], Any] | EventStream | None = None) -> None:
         if not isinstance(net, Network):
             raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
         if timeout == "auto":
@@ -58,7 +58,7 @@ class ProcessNetwork:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout > 0):  # also NaN
             raise InvalidInputError(f"timeout must be a positive number of seconds; got {timeout!r}")
-        if on_event is not None and not callable(on_event):
+        if on_event is not None and not (callable(on_event) or isinstance(on_event, EventStream)):
             raise InvalidInputError(f"on_event must be a callable taking a MessageEvent; got {on_event!r}")
         self.restart_period = _check_period(restart_period)
         self.max_restarts = max_restarts
@@ -105,8 +105,9 @@ class ProcessNetwork:
         return self.processes.restarts(pid)
 
     # -- the live trace --
-    def subscribe(self, fn: Callable[[MessageEvent], Any]) -> Callable[[], None]:
-        """Call ``fn(event)`` for every message from now on; returns the call that stops it."""
+    def subscribe(self, fn: Callable[[MessageEvent], Any] | EventStream) -> Callable[[], None]:
+        """Call ``fn(event)`` for every message from now on (or feed an ``EventStream``); returns
+        the call that stops it. Tracing is switched off again when nobody listens."""
         return self.tracer.subscribe(fn)
 
     def events(self, maxsize: int = 10_000) -> EventStream:

@@ -99,9 +99,13 @@ class EventStream:
     Never blocks the network and never buffers more than ``maxsize`` events: when the consumer
     is slow the newest events are dropped, counted in ``dropped``, and a "dropped" event marks
     the gap in the stream. ``close()`` ends it (after what is queued); so does closing the network.
+    Made by ``pn.events(maxsize)``, or made first and given as ``on_event`` (to ``nm.fit`` say,
+    running in a thread while the event loop reads the stream).
     """
 
-    def __init__(self, maxsize: int, unsubscribe: Callable[[EventStream], None]) -> None:
+    def __init__(self, maxsize: int = 10_000) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 2:
+            raise InvalidInputError(f"EventStream: maxsize must be an int >= 2; got {maxsize!r}")
         self.maxsize = maxsize
         self.dropped = 0
         self.delivered = 0
@@ -109,7 +113,7 @@ class EventStream:
         self._pending = 0  # dropped since the last marker
         self._queue: deque = deque()
         self._waiter: tuple | None = None
-        self._unsubscribe = unsubscribe
+        self._unsubscribe: Callable[[EventStream], None] = lambda s: None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -197,20 +201,22 @@ class Tracer:
     def _update(self) -> None:
         self.rt.set_trace(self if self.record or self.subscribers else None)
 
-    def subscribe(self, fn: Callable[[MessageEvent], Any]) -> Callable[[], None]:
-        if not callable(fn):
-            raise InvalidInputError(f"subscribe: expected a callable taking a MessageEvent; got {fn!r}")
-        sub = _Callback(fn)
+    def subscribe(self, fn: Callable[[MessageEvent], Any] | EventStream) -> Callable[[], None]:
+        if isinstance(fn, EventStream):
+            sub: Any = fn
+            fn._unsubscribe = self.unsubscribe
+        elif callable(fn):
+            sub = _Callback(fn)
+        else:
+            raise InvalidInputError(f"subscribe: expected a callable taking a MessageEvent, or an EventStream; "
+                                    f"got {fn!r}")
         self.subscribers.append(sub)
         self._update()
         return lambda: self.unsubscribe(sub)
 
     def stream(self, maxsize: int) -> EventStream:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 2:
-            raise InvalidInputError(f"events: maxsize must be an int >= 2; got {maxsize!r}")
-        s = EventStream(maxsize, self.unsubscribe)
-        self.subscribers.append(s)
-        self._update()
+        s = EventStream(maxsize)
+        self.subscribe(s)
         return s
 
     def unsubscribe(self, sub: Any) -> None:
