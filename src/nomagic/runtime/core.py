@@ -744,9 +744,9 @@ class Child(NamedTuple):
 class _ChildRecord:
     __slots__ = ("spec", "state", "journal", "crashes", "restarts", "supervisor")
 
-    def __init__(self, spec: Child, supervisor: Process):
+    def __init__(self, spec: Child, supervisor: Process, state: Any):
         self.spec = spec
-        self.state = spec.state
+        self.state = state
         self.journal: list | None = None  # messages received since the last snapshot
         self.crashes: deque[float] | None = None  # when it crashed (monotonic seconds); made
         # at the first crash, so that a million children that never crash stay small
@@ -781,6 +781,9 @@ def _is_down(msg: Any) -> bool:
 class Supervisor:
     """A one-for-one supervisor: a process that restarts each crashed child on its own.
 
+    ``states``: children all made from the one spec ``children``, child k first starting from
+    ``states[k]`` (a million neurons then share one spec).
+
     A child is restarted *in place*: same Pid, same mailbox, links and monitors, so senders
     never notice. It starts again from its last snapshot, and the messages it received since
     that snapshot are put back at the head of its mailbox, so a crash loses nothing. A child
@@ -792,9 +795,14 @@ class Supervisor:
     ``pid`` is the supervisor's Pid; ``children`` the children's Pids, in the order given.
     """
 
-    def __init__(self, runtime: Runtime, children: Iterable[Child], *, max_restarts: int = 3,
-                 within: float | None = None, name: str = "supervisor"):
-        specs = list(children)
+    def __init__(self, runtime: Runtime, children: Iterable[Child] | Child, *, max_restarts: int = 3,
+                 within: float | None = None, name: str = "supervisor", states: Iterable | None = None):
+        if states is not None:  # one spec for many children, each from its own state: a spec less each
+            if not isinstance(children, Child):
+                raise InvalidInputError(f"Supervisor: with states, children must be one Child spec; got {children!r}")
+            template, specs = children, []
+        else:
+            specs = list(children)
         for spec in specs:
             if not isinstance(spec, Child):
                 raise InvalidInputError(f"Supervisor: children must be Child specs; got {spec!r}")
@@ -809,7 +817,10 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.within = within
         self.pid = runtime.spawn(self._supervise, name=name)
-        self._records = [_ChildRecord(spec, self.pid) for spec in specs]
+        if states is not None:
+            self._records = [_ChildRecord(template, self.pid, state) for state in states]
+        else:
+            self._records = [_ChildRecord(spec, self.pid, spec.state) for spec in specs]
         self.children: list[Pid] = [runtime._spawn_child(record) for record in self._records]
 
     def restarts(self, child: Pid) -> int:

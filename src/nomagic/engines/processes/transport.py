@@ -63,7 +63,7 @@ class Processes:
         self.sensors = Supervisor(rt, [Child(role_process, None, (Sensor, ctx, g), name=f"sensor {w.name(g)}")
                                        for g in range(w.n_sensors)], name="sensor supervisor", **limits)
         shared = (ctx,)  # one tuple for all: a neuron's g follows from its pid
-        self.neurons = Supervisor(rt, [Child(neuron_process, s, shared) for s in neuron_states],  # unnamed:
+        self.neurons = Supervisor(rt, Child(neuron_process, None, shared), states=neuron_states,  # unnamed:
                                   name="neuron supervisor", **limits)  # a name per neuron costs memory
         kids = self.neurons.children
         if kids:
