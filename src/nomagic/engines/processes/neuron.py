@@ -134,14 +134,19 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
     Tl = 1 if static else T
     # forward buffers: X[t, slot] is the value of input `slot` used at step t
     # (every entry is filled before it is used; the recurrent ones of step 0 with zeros, below)
+    # (the values are kept as they come, in xs[t * n_src + slot], and copied into X in one go
+    # when step t is complete: one np.concatenate instead of a NumPy setitem per message)
     X = np.empty((Tl, n_src, B), dtype=dt)
-    X_rows = X.reshape(Tl * n_src, B)  # X_rows[t * n_src + slot] is X[t, slot]: faster to fill
+    X_flat = X.reshape(Tl, n_src * B)  # views of X, for np.concatenate's out
+    xs: list = [None] * (Tl * n_src)
     filled = bytearray(Tl * n_src)
     count = [0] * Tl
     need = [n_src - (n_rec if t == 0 else 0) for t in range(Tl)]
-    for slot in rec_slots:  # recurrent inputs are zero before the first step
-        filled[slot] = 1
-        X_rows[slot] = 0
+    if rec_slots:
+        zero = np.zeros(B, dtype=dt)
+        for slot in rec_slots:  # recurrent inputs are zero before the first step
+            filled[slot] = 1
+            xs[slot] = zero
     Z = np.empty((Tl, B), dtype=dt)
     A = np.empty((Tl, B), dtype=dt)
     PZ = np.empty((Tl, n_peers, B), dtype=dt) if softmax else None
@@ -153,7 +158,8 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
     if train:
         # a delta that never comes (truncated BPTT, no step after the last) counts as zero
         D = np.empty((Tl, nd, B), dtype=dt) if plain_out else np.zeros((Tl, nd, B), dtype=dt)
-        D_rows = D.reshape(Tl * nd, B)
+        ds: list = [None] * (Tl * nd)  # as xs: copied into D[t] when step t's deltas are all in
+        D_flat = D.reshape(Tl, nd * B)
         d_filled, d_count = bytearray(Tl * nd), [0] * Tl
         d_need = [nd] * Tl if plain_out else []  # how many deltas step t waits for
         for t in range(0 if plain_out else Tl):
@@ -233,7 +239,7 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
             if mb != b or filled[i]:
                 return None  # a copy from an earlier batch, or sent twice
             filled[i] = 1
-            X_rows[i] = value
+            xs[i] = value
             count[t] += 1
             if t != fwd_t or count[t] != need[t]:
                 return None
@@ -243,7 +249,7 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
             if mb != b or d_filled[i]:
                 return None
             d_filled[i] = 1
-            D_rows[i] = value
+            ds[i] = value
             d_count[t] += 1
             if t != bwd_t or d_count[t] != d_need[t] or phase != "backward":
                 return None
@@ -326,6 +332,8 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
                     if faults:
                         trip(faults, "neuron", name(), "forward", b)
                     x = X[t]
+                    if n_src:
+                        np.concatenate(xs[t * n_src:(t + 1) * n_src], out=X_flat[t])
                     if product:
                         z = np.prod(w[:, None] * x, axis=0) if n_src else np.ones(B, dt)
                     else:
@@ -362,6 +370,13 @@ def begin(ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: t
                 elif d_count[t] == d_need[t]:
                     if faults:
                         trip(faults, "neuron", name(), "backward", b)
+                    if plain_out:
+                        if nd:
+                            np.concatenate(ds[t * nd:(t + 1) * nd], out=D_flat[t])
+                    else:  # the deltas that never come stay zero
+                        for k, v in enumerate(ds[t * nd:(t + 1) * nd]):
+                            if v is not None:
+                                D[t, k] = v
                     if fused and actuator is not None:
                         da = D[t, :out_slot].sum(axis=0)
                         dz_loss = D[t, out_slot]

@@ -37,20 +37,25 @@ def neuron_process(me, state, ctx: Context):
     """A neuron. ``state`` is the snapshot it starts from (see ``neuron``); its g follows from its
     pid, so a million neurons need no argument tuple each."""
     stop = neuron.STOP
+    handle = None  # in a batch: the machine's handler; between batches the machine is `state`
     if state[3] is not None:  # restarted in the middle of a batch
-        state = neuron.restart(ctx, ctx.neuron_index(me), state, me)
+        handle = neuron.restart(ctx, ctx.neuron_index(me), state, me)
+        if type(handle) is tuple:
+            state, handle = handle, None
     while True:
         msg = yield ANY
-        if type(state) is tuple:
-            state = neuron.idle(ctx, ctx.neuron_index(me), state, msg, me)
-            if state is stop:
-                return
+        if handle is not None:
+            nxt = handle(msg)
+            if nxt is None:  # the batch goes on: the hot path
+                continue
         else:
-            nxt = state(msg)
-            if nxt is not None:
-                if nxt is stop:
-                    return
-                state = nxt
+            nxt = neuron.idle(ctx, ctx.neuron_index(me), state, msg, me)
+        if type(nxt) is tuple:
+            state, handle = nxt, None
+        elif nxt is stop:
+            return
+        else:
+            handle = nxt
 
 
 class Processes:
