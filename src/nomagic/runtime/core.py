@@ -341,18 +341,33 @@ class Runtime:
         self._ids = count(1)
         self._running = False
         self.trace_log: list[TraceEvent] = []
+        self._hook: Callable[[Pid, Pid, Any], Any] | None = None
+        self._cls: type[Process] = Process
         if trace is True or callable(trace):
-            self._cls: type[Process] = _TracedProcess
             self._trace_sink = self.trace_log.append if trace is True else trace
             self._trace_seq = count()
             self._t0 = time.monotonic()
-        elif trace is False or trace is None:
-            self._cls = Process
-        else:
+            self._hook = self._event
+            self._cls = _TracedProcess
+        elif not (trace is False or trace is None):
             raise InvalidInputError(f"trace must be True, False or a callable; got {trace!r}")
         # the sender of messages sent from outside any process; it receives nothing
         self._outside = self._cls(self, 0, "outside")
         self._outside._wait = _DEAD
+
+    def set_trace(self, hook: Callable[[Pid, Pid, Any], Any] | None) -> None:
+        """From now on call ``hook(sender, receiver, msg)`` at every send (replacing ``trace``);
+        ``None`` turns tracing off. Every live process switches class, so that sends stay free of
+        any check when nobody listens. A process that cached its bound ``send`` keeps the old one."""
+        if hook is not None and not callable(hook):
+            raise InvalidInputError(f"set_trace: hook must be a callable or None; got {hook!r}")
+        self._hook = hook
+        cls = Process if hook is None else _TracedProcess
+        if cls is not self._cls:
+            self._cls = cls
+            self._outside.__class__ = cls
+            for p in self._live:
+                p.__class__ = cls
 
     # -- starting and talking to processes --
 
@@ -681,6 +696,11 @@ class Runtime:
                 + (f"\n  ... and {more} more" if more else ""))
 
     def _record(self, sender: Pid, to: Pid, msg: Any) -> None:
+        hook = self._hook
+        if hook is not None:
+            hook(sender, to, msg)
+
+    def _event(self, sender: Pid, to: Pid, msg: Any) -> None:
         self._trace_sink(TraceEvent(next(self._trace_seq), time.monotonic() - self._t0,
                                     sender, to, _kind(msg), _summarize(msg)))
 
@@ -724,9 +744,9 @@ class Child(NamedTuple):
 class _ChildRecord:
     __slots__ = ("spec", "state", "journal", "crashes", "restarts", "supervisor")
 
-    def __init__(self, spec: Child, supervisor: Process):
+    def __init__(self, spec: Child, supervisor: Process, state: Any):
         self.spec = spec
-        self.state = spec.state
+        self.state = state
         self.journal: list | None = None  # messages received since the last snapshot
         self.crashes: deque[float] | None = None  # when it crashed (monotonic seconds); made
         # at the first crash, so that a million children that never crash stay small
@@ -761,6 +781,9 @@ def _is_down(msg: Any) -> bool:
 class Supervisor:
     """A one-for-one supervisor: a process that restarts each crashed child on its own.
 
+    ``states``: children all made from the one spec ``children``, child k first starting from
+    ``states[k]`` (a million neurons then share one spec).
+
     A child is restarted *in place*: same Pid, same mailbox, links and monitors, so senders
     never notice. It starts again from its last snapshot, and the messages it received since
     that snapshot are put back at the head of its mailbox, so a crash loses nothing. A child
@@ -772,9 +795,14 @@ class Supervisor:
     ``pid`` is the supervisor's Pid; ``children`` the children's Pids, in the order given.
     """
 
-    def __init__(self, runtime: Runtime, children: Iterable[Child], *, max_restarts: int = 3,
-                 within: float | None = None, name: str = "supervisor"):
-        specs = list(children)
+    def __init__(self, runtime: Runtime, children: Iterable[Child] | Child, *, max_restarts: int = 3,
+                 within: float | None = None, name: str = "supervisor", states: Iterable | None = None):
+        if states is not None:  # one spec for many children, each from its own state: a spec less each
+            if not isinstance(children, Child):
+                raise InvalidInputError(f"Supervisor: with states, children must be one Child spec; got {children!r}")
+            template, specs = children, []
+        else:
+            specs = list(children)
         for spec in specs:
             if not isinstance(spec, Child):
                 raise InvalidInputError(f"Supervisor: children must be Child specs; got {spec!r}")
@@ -789,7 +817,10 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.within = within
         self.pid = runtime.spawn(self._supervise, name=name)
-        self._records = [_ChildRecord(spec, self.pid) for spec in specs]
+        if states is not None:
+            self._records = [_ChildRecord(template, self.pid, state) for state in states]
+        else:
+            self._records = [_ChildRecord(spec, self.pid, spec.state) for spec in specs]
         self.children: list[Pid] = [runtime._spawn_child(record) for record in self._records]
 
     def restarts(self, child: Pid) -> int:

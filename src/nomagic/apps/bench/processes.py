@@ -5,6 +5,9 @@ Measures, against the goals of DESIGN.md:
 * memory per neuron process: ``ProcessNetwork`` for ``inputs(1) | dense(N)``, the bytes that
   spawning (and starting) its processes allocates (tracemalloc) divided by N, and the growth of
   the resident set (``/proc/self/statm``) for the million below (goal: <= 1 KB);
+* memory per neuron process after a training batch (Adam), the wiring included: for those
+  one-synapse neurons and for the digits network's; the neuron's own weights and optimizer slots
+  (their arrays) reported apart from the rest (goal for the rest: <= 1 KB per one-synapse neuron);
 * the time to start 1,000,000 neuron processes (wiring + spawn, then running each to its first
   receive; goal: <= 5 s) and one forward pass of that network with a batch of 4, checked against
   the tensor engine; run in a fresh interpreter, so that its memory figures are its own;
@@ -78,6 +81,46 @@ def memory_per_neuron(n: int) -> dict:
     gc.collect()
     return {"wiring": (m1 - m0) / n, "spawned": (m2 - m1) / n, "started": (m3 - m1) / n,
             "processes": processes}
+
+
+def _own_bytes(a: np.ndarray) -> int:
+    """An array's data and its object (the data once: a view's lives in its base)."""
+    header = sys.getsizeof(a) - (a.nbytes if a.flags.owndata else 0)
+    return header + a.nbytes
+
+
+def memory_after_training(net, X: np.ndarray, Y: np.ndarray, loss: str) -> dict:
+    """tracemalloc'd bytes per neuron after one training batch with Adam: wiring, processes and
+    their snapshots, all included; the neurons' own weights and slots (arrays and their dict)
+    counted apart."""
+    from nomagic.model.losses import get_loss
+
+    params = net.init(seed=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        m0 = tracemalloc.get_traced_memory()[0]
+        w = wiring_for(net)
+        m1 = tracemalloc.get_traced_memory()[0]
+        pn = ProcessNetwork(net, params, optimizer=nm.adam(1e-3), timeout=None)
+        pn.train_batch(X, Y, get_loss(loss))
+        pn.rt.run_until_idle()  # every neuron has taken the commit
+        gc.collect()
+        m2 = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    n = w.n_neurons
+    own = 0
+    for pid in pn.ctx.pids[w.n_sensors:]:
+        p, slots, _, batch = pid._sup.state  # between batches: the neuron's whole state
+        assert batch is None
+        own += _own_bytes(p) + sum(_own_bytes(v) for v in slots.values()) + (sys.getsizeof(slots) if slots else 0)
+    pn.close()
+    del pn
+    gc.collect()
+    total = (m2 - m0) / n
+    return {"total": total, "wiring": (m1 - m0) / n, "own": own / n, "rest": total - (m1 - m0) / n - own / n,
+            "n": n}
 
 
 # -- (b) a million neuron processes: start and one forward pass ----------------------------------------
@@ -174,6 +217,19 @@ def run(quick: bool = False) -> list[dict]:
         goal=KB, goal_op="<=", met=mem["started"] <= KB)
     row("processes: wiring per neuron", mem["wiring"], "bytes", n_mem,
         "tracemalloc: the neuron-level graph as arrays, made once per network (not per process)")
+    X1 = np.linspace(-1.0, 1.0, 4, dtype=np.float32).reshape(4, 1)
+    after = memory_after_training(_wide(n_mem), X1, np.zeros((4, n_mem), np.float32), "mse")
+    row("processes: memory per neuron process after a training batch", after["rest"], "bytes", n_mem,
+        f"tracemalloc, inputs(1) then dense(N), Adam: {after['total']:.0f} B in all = wiring {after['wiring']:.0f} B"
+        f" + own weights and slots {after['own']:.0f} B + the rest (process, snapshot, journal)",
+        goal=KB, goal_op="<=", met=after["rest"] <= KB)
+    net_d, Xd, yd = _digits()
+    Xd = Xd[:64].astype(np.float32)
+    Yd = np.eye(10, dtype=np.float32)[yd[:64]]
+    dig = memory_after_training(net_d, Xd, Yd, "cross_entropy")
+    row("processes: memory per digits neuron after a training batch", dig["rest"], "bytes", dig["n"],
+        f"tracemalloc, 64-128-128-10, Adam, batch 64: {dig['total']:,.0f} B in all = wiring {dig['wiring']:,.0f} B "
+        f"+ own weights and slots {dig['own']:,.0f} B + the rest (process, snapshot, journal)")
 
     big = million_in_child(n_big)
     start = big["wiring_s"] + big["spawn_s"]
