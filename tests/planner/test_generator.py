@@ -19,7 +19,7 @@ from nomagic.apps.planner.generator import HISTORY_RULES, RULES, generate, to_cs
 from nomagic.apps.planner.load import load_table
 from nomagic.apps.planner.records import Activity
 from nomagic.apps.planner.sessions import day_class
-from nomagic.apps.planner.shipped import ATHLETE_LOG_SEED, athlete_log_path, seattle_weather
+from nomagic.apps.planner.shipped import ATHLETE_LOG_SEED, athlete_log_path, log_weather, seattle_weather
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +49,25 @@ def test_seattle_weather(weather):
     assert weather.precipitation[1] == 10.9 and weather.temp_max[0] == 12.8 and weather.condition[0] == "drizzle"
 
 
-def test_shipped_csv_is_the_generators_output(log):
+def test_shipped_csv_is_the_generators_output(log, weather):
     with open(athlete_log_path(), encoding="utf-8", newline="") as f:
         shipped = f.read()
     assert ATHLETE_LOG_SEED == 7
-    assert shipped == to_csv(log.activities)
+    days = log_weather()
+    assert len(days) == len(weather) - 1 and days.dates[-1] == weather.dates[-2]  # the last day is "tomorrow"
+    assert shipped == to_csv(generate(days, 7).activities)
+    # the generator looks only backwards: the log over one day fewer is the same log, less that day
+    assert to_csv([a for a in log.activities if a.date < weather.dates[-1].astype(object)]) == shipped
     assert shipped.splitlines()[0] == "date,type,duration_min,distance_km,avg_hr,rpe"
     assert "name" not in shipped.splitlines()[0]
 
 
-def test_shipped_csv_holds_the_activities(log):
+def test_shipped_csv_holds_the_activities(log, weather):
     with open(athlete_log_path(), encoding="utf-8", newline="") as f:
         rows = parse_plain_csv(f.read())
-    assert len(rows) == len(log.activities)
-    for row, a in zip(rows, log.activities):
+    logged = [a for a in log.activities if a.date < weather.dates[-1].astype(object)]
+    assert len(rows) == len(logged)
+    for row, a in zip(rows, logged):
         date, kind, minutes, km, hr, rpe = row
         assert (date, kind, hr, rpe) == (a.date, a.kind, a.avg_hr, a.rpe)
         assert minutes * 60 == a.duration_s

@@ -63,6 +63,26 @@ def test_auto_method_choice():
     assert session_load(long_, s, None) == (pytest.approx(100 * 1.4), "duration")
 
 
+def test_auto_puts_rpe_only_sessions_on_the_trimp_scale():
+    both = [act(d, 40 + 5 * d, avg_hr=130.0 + 4 * d, rpe=3.0 + 0.5 * d) for d in range(6)]
+    only_rpe = act(7, 60, rpe=5.0)
+    ratios = []
+    for a in both:  # the reference, from the definitions
+        minutes = a.duration_s / 60
+        hrr = (a.avg_hr - 60.0) / (190.0 - 60.0)
+        ratios.append(minutes * hrr * 0.64 * math.exp(1.92 * hrr) / (a.rpe * minutes))
+    scale = sorted(ratios)[2:4]
+    expected_scale = (scale[0] + scale[1]) / 2  # the median of six
+    table = load_table(both + [only_rpe], LoadSettings(hr_max=190.0))
+    assert table.settings.srpe_scale == pytest.approx(expected_scale, rel=1e-12)
+    assert table.load[-1] == pytest.approx(5.0 * 60 * expected_scale, rel=1e-12)
+    # too few sessions with both: sRPE stays as it is; method "srpe" is never rescaled
+    few = load_table(both[:4] + [only_rpe], LoadSettings(hr_max=190.0))
+    assert few.settings.srpe_scale is None and few.load[-1] == pytest.approx(300.0)
+    raw = load_table([act(d, 40, rpe=4.0) for d in range(3)] + [only_rpe], LoadSettings(method="srpe"))
+    assert raw.load[-1] == pytest.approx(300.0)
+
+
 def test_explicit_methods_refuse_missing_data():
     with pytest.raises(InvalidInputError, match="heart rate"):
         session_load(act(0, 60, rpe=4.0), LoadSettings(method="trimp"), 190.0)

@@ -79,6 +79,7 @@ def build(log: TrainingLog, weather: DailyWeather, settings: LoadSettings | None
         peak = log_hr_max(log.activities)
         settings = replace(settings, hr_max=peak)
     table = load_table(log, settings, end=end)
+    settings = table.settings  # with the sRPE scale load_table found for method "auto"
     dates = table.dates
     by_day: dict[np.datetime64, list] = {}
     for a in log.activities:

@@ -164,9 +164,9 @@ def table_markdown(rows: list[Row]) -> str:
 def shipped_history_days(data: PlannerData) -> np.ndarray:
     """For the shipped log: which days the generator decided by a rule that looks at past days."""
     from .generator import generate
-    from .shipped import ATHLETE_LOG_SEED, seattle_weather
+    from .shipped import ATHLETE_LOG_SEED, log_weather
 
-    g = generate(seattle_weather(), ATHLETE_LOG_SEED)
+    g = generate(log_weather(), ATHLETE_LOG_SEED)
     pos = np.clip(np.searchsorted(g.dates, data.dates), 0, len(g.dates) - 1)
     return np.isin(np.asarray(g.decided_by)[pos], g.history_rules) & (g.dates[pos] == data.dates)
 

@@ -16,9 +16,10 @@ a weekly plan, and each day the first rule below whose condition holds decides t
 4. ``rain_no_hard`` (weather) — the plan is hard but it rains more than 8 mm or the wind is over
    7 m/s: no outdoor hard session; an easy indoor ride or an easy run instead.
 4b. ``heat_easy`` (weather) — the plan is hard or long but the maximum is 25 °C or more: no hard
-   effort and no long run in the heat; an easy session instead. With the cold snap this makes
-   the chance of a hard day rise and then fall with temperature — a shape no single weighted sum
-   of the inputs can follow, and one reason a hidden layer helps.
+   effort and no long run in the heat; an easy session instead, and from 30 °C a rest day. With
+   the cold snap this makes the chance of a hard day, and of a rest day, change direction with
+   temperature — a shape no single weighted sum of the inputs can follow, and one reason a
+   hidden layer helps.
 5. ``acwr_low`` (history) — yesterday's ratio is below 0.8 and the plan is rest or easy: add
    load (rest becomes easy, easy becomes hard unless it rains over 8 mm or blows over 7 m/s).
 6. ``rain_no_long`` (weather) — the plan is the weekend long run but it rains over 3 mm or the
@@ -28,7 +29,8 @@ a weekly plan, and each day the first rule below whose condition holds decides t
    moves here.
 9. ``weekly_plan`` — otherwise the plan holds. Weeks run Monday to Sunday in blocks of four:
    three building weeks (durations ×1.0, ×1.08, ×1.16), each drawn from three templates
-   (``A`` rest, hard, easy, hard, easy, long, easy; ``B`` rest, hard, hard, easy, easy, long,
+   (drawn with chances 35, 35 and 30 %: ``A`` rest, hard, easy, hard, easy, long, easy; ``B`` rest,
+   hard, hard, easy, easy, long,
    rest; ``C`` rest, easy, hard, easy, rest, long, easy), then a recovery week (rest, easy,
    rest, hard, easy, long, easy at ×0.75).
 10. ``noise`` — on days decided by ``weekly_plan`` or ``weekend_long`` only (so no other rule's
@@ -48,7 +50,8 @@ always keeps one of the two, so its class can be read back from the CSV with
 10 m, whole bpm and RPE) so that the activities equal the CSV read back.
 
 Run ``python -m nomagic.apps.planner.generator --seed 7 -o athlete-log.csv``; the shipped
-``nomagic/data/athlete-log.csv`` is exactly that over the shipped Seattle weather.
+``nomagic/data/athlete-log.csv`` is exactly that over the shipped Seattle weather but its last
+day, 2015-12-31, which is left as "tomorrow": the day ``nomagic plan`` plans, its weather known.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ HISTORY_RULES = ("two_hard_rest", "acwr_high", "acwr_low", "long_moved")
 
 HR_REST, HR_MAX = 60.0, 188.0
 ACWR_HIGH, ACWR_LOW = 1.3, 0.8
-HEAVY_RAIN_MM, DRY_MM, STRONG_WIND_MS, COLD_C, HOT_C = 8.0, 3.0, 7.0, 3.0, 25.0
+HEAVY_RAIN_MM, DRY_MM, STRONG_WIND_MS, COLD_C, HOT_C, SCORCHING_C = 8.0, 3.0, 7.0, 3.0, 25.0, 30.0
 START_LOAD = 55.0
 SKIP_P, SWAP_P = 0.05, 0.04
 
@@ -82,7 +85,7 @@ TEMPLATES = {  # Monday .. Sunday
     "B": ("rest", "hard", "hard", "easy", "easy", "long", "rest"),
     "C": ("rest", "easy", "hard", "easy", "rest", "long", "easy"),
 }
-TEMPLATE_P = {"A": 0.45, "B": 0.25, "C": 0.30}
+TEMPLATE_P = {"A": 0.35, "B": 0.35, "C": 0.30}
 RECOVERY = ("rest", "easy", "rest", "hard", "easy", "long", "easy")
 BLOCK_SCALE = (1.0, 1.08, 1.16, 0.75)
 SWAPS = {"easy": "hard", "hard": "easy", "rest": "easy"}  # a long run is skipped, never swapped
@@ -190,7 +193,7 @@ def generate(weather: DailyWeather, seed: int = 7) -> GeneratedLog:
         elif plan == "hard" and stormy:
             cls, rule, indoor = "easy", "rain_no_hard", rng.random() < 0.5
         elif plan in ("hard", "long") and hot:
-            cls, rule = "easy", "heat_easy"
+            cls, rule = ("rest" if tmax >= SCORCHING_C else "easy"), "heat_easy"
         elif acwr < ACWR_LOW and plan in ("rest", "easy") and not (plan == "easy" and stormy):
             cls, rule = ("easy" if plan == "rest" else "hard"), "acwr_low"
         elif plan == "long" and not dry:
@@ -236,14 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nomagic.apps.planner.generator --seed 7 -o FILE`` (``-o -`` writes to stdout)."""
     from nomagic.io import atomic_write_bytes
 
-    from .shipped import seattle_weather
+    from .shipped import log_weather
 
     parser = argparse.ArgumentParser(prog="python -m nomagic.apps.planner.generator",
                                      description="Write the generated athlete log over Seattle's weather as CSV.")
     parser.add_argument("--seed", type=int, default=7, help="random seed (the shipped log uses 7)")
     parser.add_argument("-o", "--output", default="-", help="CSV file to write, '-' for stdout")
     args = parser.parse_args(argv)
-    text = to_csv(generate(seattle_weather(), args.seed).activities)
+    text = to_csv(generate(log_weather(), args.seed).activities)
     try:
         if args.output == "-":
             sys.stdout.write(text)

@@ -12,10 +12,12 @@ Per session (``session_load``):
   0.75 (hard, warm-up included: ≈ 2.0), so that sessions without heart rate land on the TRIMP scale.
 
 Minutes are moving time where known, else elapsed duration. ``method="auto"`` takes TRIMP where
-the session has an average heart rate, else sRPE where it has an RPE, else the duration estimate.
-Beware: sRPE runs on a larger scale than TRIMP (an easy 45 min at RPE 3 is 135 sRPE but ≈ 55
-TRIMP), so a log that mixes HR and RPE-only sessions mixes scales; choose one method for a
-consistent chart. ``"trimp"`` and ``"srpe"`` refuse sessions that lack what they need.
+the session has an average heart rate, else sRPE where it has an RPE, else the duration estimate —
+all on TRIMP's scale: sRPE runs larger (an easy 45 min at RPE 3 is 135 sRPE but ≈ 55 TRIMP), so
+``load_table`` puts an RPE-only session on TRIMP's scale with the athlete's own ratio, the median
+of TRIMP / sRPE over the log's sessions that have both (``srpe_scale``; at least
+``MIN_CALIBRATION`` such sessions, else sRPE stays as it is). ``"trimp"`` and ``"srpe"`` refuse
+sessions that lack what they need, and ``"srpe"`` is never rescaled.
 
 Per day: the sum of the day's sessions, 0 on days without, over every date of the range.
 
@@ -51,6 +53,8 @@ TRIMP_K = {"male": 1.92, "female": 1.67}
 DURATION_FACTORS = {"easy": 1.2, "long": 1.4, "hard": 2.0}
 #: Days in Foster's monotony and strain window.
 WEEK = 7
+#: sessions with both heart rate and RPE needed to put RPE-only sessions on TRIMP's scale
+MIN_CALIBRATION = 5
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class LoadSettings:
     ctl_days: float = 42.0
     atl_days: float = 7.0
     chronic_days: float = 28.0
+    #: with ``method="auto"``: sRPE × this puts an RPE-only session on TRIMP's scale (None: 1)
+    srpe_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,6 +82,8 @@ class LoadSettings:
                 raise InvalidInputError(f"{name} must be a positive number of days; got {value!r}")
         if self.hr_max is not None and not self.hr_max > self.hr_rest:
             raise InvalidInputError(f"hr_max {self.hr_max} must be above hr_rest {self.hr_rest}")
+        if self.srpe_scale is not None and not (math.isfinite(self.srpe_scale) and self.srpe_scale > 0):
+            raise InvalidInputError(f"srpe_scale must be a positive number; got {self.srpe_scale!r}")
 
 
 def log_hr_max(activities: Iterable[Activity]) -> float | None:
@@ -116,7 +124,7 @@ def session_load(activity: Activity, settings: LoadSettings, hr_max: float | Non
         if activity.avg_hr is not None and hr_max is not None:
             method = "trimp"
         elif activity.rpe is not None:
-            method = "srpe"
+            return srpe(minutes, activity.rpe) * (settings.srpe_scale or 1.0), "srpe"
         else:
             method = "duration"
     if method == "trimp":
@@ -128,6 +136,20 @@ def session_load(activity: Activity, settings: LoadSettings, hr_max: float | Non
             raise InvalidInputError(f"method 'srpe' needs an RPE; {where} has none: use method='auto'")
         return srpe(minutes, activity.rpe), "srpe"
     return duration_load(minutes, session_class(activity, hr_max)), "duration"
+
+
+def srpe_scale(activities: Iterable[Activity], settings: LoadSettings, hr_max: float | None) -> float | None:
+    """The median TRIMP / sRPE over the sessions that have both (None with fewer than
+    ``MIN_CALIBRATION`` of them, or no hr_max)."""
+    if hr_max is None or not hr_max > settings.hr_rest:
+        return None
+    ratios = []
+    for a in activities:
+        if a.avg_hr is not None and a.rpe is not None and a.rpe > 0:
+            minutes = session_minutes(a)
+            if minutes > 0:
+                ratios.append(trimp(minutes, a.avg_hr, settings.hr_rest, hr_max, settings.sex) / srpe(minutes, a.rpe))
+    return float(np.median(ratios)) if len(ratios) >= MIN_CALIBRATION and np.median(ratios) > 0 else None
 
 
 def _activities(log: TrainingLog | Iterable[Activity]) -> list[Activity]:
@@ -261,6 +283,8 @@ def load_table(log: TrainingLog | Iterable[Activity], settings: LoadSettings | N
         if peak is not None and not peak > settings.hr_rest:
             raise InvalidInputError(f"the log's highest heart rate {peak} is not above hr_rest {settings.hr_rest}")
         settings = replace(settings, hr_max=peak)
+    if settings.method == "auto" and settings.srpe_scale is None:
+        settings = replace(settings, srpe_scale=srpe_scale(acts, settings, settings.hr_max))
     dates, loads = daily_loads(acts, settings, end=end)
     return pmc(dates, loads, settings)
 

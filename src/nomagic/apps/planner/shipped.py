@@ -37,6 +37,15 @@ def seattle_weather() -> DailyWeather:
     )
 
 
+def log_weather() -> DailyWeather:
+    """The days the shipped log was generated over: every Seattle day but the last, 2015-12-31,
+    which is left as "tomorrow" — the day ``nomagic plan`` plans, with its weather known."""
+    from .dataset import subset
+
+    w = seattle_weather()
+    return subset(w, slice(0, len(w) - 1))
+
+
 def athlete_log_path() -> str:
     """Where the shipped generated athlete log lives inside the installed package."""
     return str(resources.files("nomagic").joinpath("data", ATHLETE_LOG_FILE))
