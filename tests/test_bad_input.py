@@ -159,8 +159,8 @@ def test_unknown_names(params):
         NET.loss_and_grad(params, X, LABELS, loss="hinge")
     with pytest.raises(nm.UnknownNameError, match=r"unknown loss"):
         nm.fit(NET, X, LABELS, loss="hinge", verbose=False)
-    with pytest.raises(nm.UnknownNameError, match=r"unknown optimizer 'rmsprop'.*sgd, adam"):
-        nm.fit(NET, X, LABELS, loss="cross_entropy", optimizer="rmsprop", verbose=False)
+    with pytest.raises(nm.UnknownNameError, match=r"unknown optimizer 'adagrad'.*sgd, adam, adamw, rmsprop"):
+        nm.fit(NET, X, LABELS, loss="cross_entropy", optimizer="adagrad", verbose=False)
     with pytest.raises(nm.UnknownNameError, match=r"unknown engine 'gpu'; choose one of: tensor"):
         NET.predict(params, X, engine="gpu")
     with pytest.raises(nm.UnknownNameError, match=r"unknown engine 'gpu'"):

@@ -29,8 +29,17 @@ from .model.params import Params
 from .model.recurrent import gru, lstm, recurrent
 from .train.fit import EarlyStopping, fit
 from .train.model import Model, load
-from .train.optimizers import SGD, Adam, Optimizer, adam, sgd
+from .train.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, adam, adamw, rmsprop, sgd
 from .train.perceptron import fit_perceptron, perceptron_epoch, perceptron_network
+from .train.schedules import (
+    ReduceLROnPlateau,
+    Schedule,
+    constant,
+    cosine_decay,
+    exponential_decay,
+    schedule_from_json,
+    step_decay,
+)
 from .version import __version__
 
 __all__ = [
@@ -39,6 +48,8 @@ __all__ = [
     "Network", "NomagicError", "NonFiniteError", "Params", "ParamsError", "Population",
     "ShapeError", "Stage", "UnknownNameError", "dense", "get_activation", "get_loss", "inputs",
     "__version__", "load", "Adam", "OptState", "Optimizer", "SGD", "adam", "sgd",
+    "AdamW", "RMSprop", "adamw", "rmsprop", "Schedule", "constant", "step_decay", "exponential_decay",
+    "cosine_decay", "schedule_from_json", "ReduceLROnPlateau",
     "EarlyStopping", "Model", "fit", "GraphBuilder", "NeuronRef", "Neuron", "gru", "lstm", "recurrent",
     "export_onnx",
     "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",

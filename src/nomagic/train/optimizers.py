@@ -2,6 +2,12 @@
 
 Each update rule is written once, in ``apply_``, on flat vectors; the pure ``step`` runs it on
 copies, and ``nm.fit`` runs it in place on the engine's own buffers (same numbers, no copies).
+Every rule follows PyTorch's (``torch.optim``) formulas, in the same order of operations.
+
+The learning rate is a number or a schedule (``nm.cosine_decay(...)``, see ``schedules``): the
+update of step ``t`` (1-based) uses ``opt.lr_at(t) = schedule(t) · opt.lr_scale``, where
+``lr_scale`` (1.0 unless set) is the one mutable setting, for a training loop that cuts the
+learning rate from outside (``nm.ReduceLROnPlateau``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import numpy as np
 from ..engines.base import OptState
 from ..errors import InvalidInputError, ParamsError, UnknownNameError
 from ..model.params import Params
+from .schedules import Constant, Schedule, get_schedule
 
 
 def _positive(value, what: str) -> float:
@@ -21,6 +28,26 @@ def _positive(value, what: str) -> float:
             or value <= 0:
         raise InvalidInputError(f"{what} must be a positive number; got {value!r}")
     return float(value)
+
+
+def _nonneg(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+            or value < 0:
+        raise InvalidInputError(f"{what} must be a number >= 0; got {value!r}")
+    return float(value)
+
+
+def _fraction(value, what: str) -> float:
+    """A number in [0, 1): a momentum, a beta, a decay rate."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InvalidInputError(f"{what} must lie in [0, 1); got {value!r}")
+    return float(value)
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"{what} must be True or False; got {value!r}")
+    return bool(value)
 
 
 class Optimizer:
@@ -33,6 +60,37 @@ class Optimizer:
     # CPU's cache instead of main memory; shorter vectors are updated in one piece (fewer calls).
     CHUNK = 1 << 15
     CHUNK_MIN = 1 << 18
+    _lr_scale = 1.0
+
+    def _set_lr(self, lr) -> None:
+        """``lr``: a positive number, a ``Schedule`` or a schedule's config dict (from a file)."""
+        if isinstance(lr, (Schedule, Mapping)):
+            self.schedule = get_schedule(lr)
+            self.lr = self.schedule
+        else:
+            self.lr = _positive(lr, "learning rate")
+            self.schedule = Constant(self.lr)
+
+    def _lr_config(self):
+        return self.lr if isinstance(self.lr, float) else self.schedule.config()
+
+    @property
+    def lr_scale(self) -> float:
+        """A factor on the scheduled learning rate (1.0 unless set): ``opt.lr_scale = 0.1``."""
+        return self._lr_scale
+
+    @lr_scale.setter
+    def lr_scale(self, value: float) -> None:
+        self._lr_scale = _positive(value, "lr_scale")
+
+    def scale_lr(self, factor: float) -> float:
+        """Multiply the learning rate by ``factor`` from now on; returns the new ``lr_scale``."""
+        self.lr_scale = self._lr_scale * _positive(factor, "factor")
+        return self._lr_scale
+
+    def lr_at(self, t: int) -> float:
+        """The learning rate the update of step ``t`` (1-based) uses: ``schedule(t) · lr_scale``."""
+        return self.schedule(t) * self._lr_scale
 
     def _pieces(self, tmp: np.ndarray, *arrays: np.ndarray):
         """``(*arrays, tmp)`` (same length, 1-d) as they are or, when long, as views piece by
@@ -42,6 +100,14 @@ class Optimizer:
             return (arrays + (tmp,),)
         c = self.CHUNK
         return (tuple(a[i:i + c] for a in arrays) + (tmp[:min(c, n - i)],) for i in range(0, n, c))
+
+    @staticmethod
+    def _decayed(p: np.ndarray, g: np.ndarray, weight_decay: float) -> np.ndarray:
+        """``g + wd·p`` in a new vector (L2 weight decay folded into the gradient, as PyTorch's
+        ``weight_decay``); ``g`` may be the engine's gradient buffer, so it is not overwritten."""
+        d = np.multiply(p, weight_decay)
+        d += g
+        return d
 
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
         zeros = {k: np.zeros_like(np.asarray(v)) for k, v in params.items()}
@@ -77,7 +143,7 @@ class Optimizer:
         return {"name": self.name}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "name")
+        args = ", ".join(f"{k}={self.lr if k == 'lr' else v}" for k, v in self.config().items() if k != "name")
         return f"{self.name}({args})"
 
 
@@ -90,50 +156,73 @@ def _unflatten(flat: np.ndarray, like: Mapping[str, np.ndarray]) -> Params:
     return Params._adopt(out)
 
 
+
+
 class SGD(Optimizer):
-    """Stochastic gradient descent, optionally with momentum (PyTorch's formulation)."""
+    """Stochastic gradient descent, with optional momentum, Nesterov momentum and L2 weight decay,
+    as PyTorch's ``torch.optim.SGD`` (no dampening)::
+
+        d ← g + wd·p                      (weight decay, when wd > 0)
+        v ← μ·v + d                       (momentum, when μ > 0; v starts at 0, so v₁ = d)
+        u ← d + μ·v  (Nesterov)  or  v  (plain momentum)  or  d  (no momentum)
+        p ← p − lr·u
+    """
 
     name = "sgd"
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
-        self.lr = _positive(lr, "learning rate")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or \
-                not 0 <= momentum < 1:
-            raise InvalidInputError(f"momentum must lie in [0, 1); got {momentum!r}")
-        self.momentum = float(momentum)
+    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        self._set_lr(lr)
+        self.momentum = _fraction(momentum, "momentum")
+        self.nesterov = _flag(nesterov, "nesterov")
+        if self.nesterov and not self.momentum:
+            raise InvalidInputError("nesterov=True needs a momentum > 0")
+        self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def apply_(self, t, p, g, slots, tmp) -> None:
-        lr, mu = self.lr, self.momentum
-        if mu:  # v ← μ·v + g ;  p ← p − lr·v
-            for pk, gk, vk, tk in self._pieces(tmp, p, g, slots["velocity"]):
-                vk *= mu
-                vk += gk
+        lr, mu, wd = self.lr_at(t), self.momentum, self.weight_decay
+        arrays = (p, g, slots["velocity"]) if mu else (p, g)
+        for pk, gk, *v, tk in self._pieces(tmp, *arrays):
+            d = self._decayed(pk, gk, wd) if wd else gk
+            if not mu:  # p ← p − lr·d
+                np.multiply(d, lr, out=tk)
+                pk -= tk
+                continue
+            vk = v[0]  # v ← μ·v + d
+            vk *= mu
+            vk += d
+            if self.nesterov:  # p ← p − lr·(d + μ·v)
+                np.multiply(vk, mu, out=tk)
+                tk += d
+                tk *= lr
+            else:  # p ← p − lr·v
                 np.multiply(vk, lr, out=tk)
-                pk -= tk
-        else:  # p ← p − lr·g
-            for pk, gk, tk in self._pieces(tmp, p, g):
-                np.multiply(gk, lr, out=tk)
-                pk -= tk
+            pk -= tk
 
     def config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, "momentum": self.momentum}
+        out = {"name": self.name, "lr": self._lr_config(), "momentum": self.momentum}
+        if self.nesterov:  # listed when set, so that configs written before them read the same
+            out["nesterov"] = True
+        if self.weight_decay:
+            out["weight_decay"] = self.weight_decay
+        return out
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), with bias correction, as PyTorch computes it."""
+    """Adam (Kingma & Ba), with bias correction, as PyTorch's ``torch.optim.Adam``; its
+    ``weight_decay`` is L2 folded into the gradient (``g ← g + wd·p``), as PyTorch's."""
 
     name = "adam"
     slot_names = ("m", "v")
+    decoupled = False  # AdamW: the weight decay acts on p directly
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8) -> None:
-        self.lr = _positive(lr, "learning rate")
-        for b, what in ((beta1, "beta1"), (beta2, "beta2")):
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1:
-                raise InvalidInputError(f"{what} must lie in [0, 1); got {b!r}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+    def __init__(self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        self._set_lr(lr)
+        self.beta1, self.beta2 = _fraction(beta1, "beta1"), _fraction(beta2, "beta2")
         self.eps = _positive(eps, "eps")
+        self.weight_decay = _nonneg(weight_decay, "weight_decay")
 
     def apply_(self, t, p, g, slots, tmp) -> None:
         # PyTorch's p ← p − lr/bc1 · m / (√v/√bc2 + ε), with the bias corrections bc = 1 − βᵗ
@@ -141,11 +230,17 @@ class Adam(Optimizer):
         # vectors in all. The scalars are Python floats: a NumPy float64 scalar would send
         # float32 arrays down a slow casting path.
         t = int(t)
+        lr, wd = self.lr_at(t), self.weight_decay
         b1, b2 = self.beta1, self.beta2
         a1, a2 = 1.0 - b1, 1.0 - b2
         r2 = math.sqrt(1.0 - b2 ** t)
-        eps, step = self.eps * r2, self.lr * r2 / (1.0 - b1 ** t)
+        eps, step = self.eps * r2, lr * r2 / (1.0 - b1 ** t)
+        shrink = 1.0 - lr * wd
         for pk, gk, m, v, tk in self._pieces(tmp, p, g, slots["m"], slots["v"]):
+            if wd and self.decoupled:  # AdamW: p ← p·(1 − lr·wd), then the Adam step
+                pk *= shrink
+            elif wd:  # Adam: g ← g + wd·p
+                gk = self._decayed(pk, gk, wd)
             np.subtract(gk, m, out=tk)  # m ← m + (1 − β1)·(g − m)  (= β1·m + (1 − β1)·g)
             tk *= a1
             m += tk
@@ -160,21 +255,111 @@ class Adam(Optimizer):
             pk -= tk
 
     def config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps}
+        out = {"name": self.name, "lr": self._lr_config(), "beta1": self.beta1, "beta2": self.beta2,
+               "eps": self.eps}
+        if self.weight_decay:  # listed when set, so that configs written before it read the same
+            out["weight_decay"] = self.weight_decay
+        return out
 
 
-def sgd(lr: float = 0.01, momentum: float = 0.0) -> SGD:
-    """Plain SGD (``momentum=0``) or SGD with momentum."""
-    return SGD(lr, momentum)
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's ``torch.optim.AdamW``:
+    ``p ← p·(1 − lr·wd)``, then the Adam step on the gradient as it is."""
+
+    name = "adamw"
+    decoupled = True
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise InvalidInputError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        super().__init__(lr, betas[0], betas[1], eps, weight_decay)
+
+    def config(self) -> dict:
+        return {"name": self.name, "lr": self._lr_config(), "betas": [self.beta1, self.beta2],
+                "eps": self.eps, "weight_decay": self.weight_decay}
 
 
-def adam(lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Adam:
-    """The Adam optimizer."""
-    return Adam(lr, beta1, beta2, eps)
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), as PyTorch's ``torch.optim.RMSprop``::
+
+        d ← g + wd·p                                 (weight decay, when wd > 0)
+        s ← α·s + (1 − α)·d²
+        a ← √s + ε,  or centered:  ḡ ← ḡ + (1 − α)·(d − ḡ),  a ← √(s − ḡ²) + ε
+        p ← p − lr·d/a,  or with momentum:  b ← μ·b + d/a,  p ← p − lr·b
+    """
+
+    name = "rmsprop"
+
+    def __init__(self, lr=0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
+                 centered: bool = False, weight_decay: float = 0.0) -> None:
+        self._set_lr(lr)
+        self.alpha = _fraction(alpha, "alpha")
+        self.eps = _positive(eps, "eps")
+        self.momentum = _fraction(momentum, "momentum")
+        self.centered = _flag(centered, "centered")
+        self.weight_decay = _nonneg(weight_decay, "weight_decay")
+        self.slot_names = ("square_avg",) + (("grad_avg",) if self.centered else ()) + \
+            (("momentum_buffer",) if self.momentum else ())
+
+    def apply_(self, t, p, g, slots, tmp) -> None:
+        lr, alpha, eps, mu, wd = self.lr_at(t), self.alpha, self.eps, self.momentum, self.weight_decay
+        a1 = 1.0 - alpha
+        for pk, gk, sq, *rest, tk in self._pieces(tmp, p, g, *(slots[s] for s in self.slot_names)):
+            d = self._decayed(pk, gk, wd) if wd else gk
+            np.square(d, out=tk)  # s ← α·s + (1 − α)·d²
+            tk *= a1
+            sq *= alpha
+            sq += tk
+            if self.centered:
+                ga = rest[0]
+                np.subtract(d, ga, out=tk)  # ḡ ← ḡ + (1 − α)·(d − ḡ)
+                tk *= a1
+                ga += tk
+                np.square(ga, out=tk)  # a ← √(s − ḡ²) + ε
+                np.subtract(sq, tk, out=tk)
+                np.sqrt(tk, out=tk)
+            else:  # a ← √s + ε
+                np.sqrt(sq, out=tk)
+            tk += eps
+            np.divide(d, tk, out=tk)  # d/a
+            if mu:  # b ← μ·b + d/a ;  p ← p − lr·b
+                b = rest[-1]
+                b *= mu
+                b += tk
+                np.multiply(b, lr, out=tk)
+            else:  # p ← p − lr·d/a
+                tk *= lr
+            pk -= tk
+
+    def config(self) -> dict:
+        return {"name": self.name, "lr": self._lr_config(), "alpha": self.alpha, "eps": self.eps,
+                "momentum": self.momentum, "centered": self.centered, "weight_decay": self.weight_decay}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+def sgd(lr=0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> SGD:
+    """SGD: plain (``momentum=0``), with momentum, or Nesterov; ``weight_decay`` adds L2 to the
+    gradient. ``lr``: a number or a schedule."""
+    return SGD(lr, momentum, nesterov, weight_decay)
+
+
+def adam(lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+         weight_decay: float = 0.0) -> Adam:
+    """The Adam optimizer (``weight_decay``: L2 added to the gradient, as torch.optim.Adam)."""
+    return Adam(lr, beta1, beta2, eps, weight_decay)
+
+
+def adamw(lr=0.001, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01) -> AdamW:
+    """AdamW: Adam with decoupled weight decay, ``p ← p·(1 − lr·wd)`` before each step."""
+    return AdamW(lr, betas, eps, weight_decay)
+
+
+def rmsprop(lr=0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
+            weight_decay: float = 0.0) -> RMSprop:
+    """RMSprop, optionally centered and with momentum (PyTorch's formulation)."""
+    return RMSprop(lr, alpha, eps, momentum, centered, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
 def get_optimizer(spec) -> Optimizer:
@@ -186,9 +371,13 @@ def get_optimizer(spec) -> Optimizer:
         name = spec.pop("name", None)
         if name not in OPTIMIZERS:
             raise UnknownNameError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        return OPTIMIZERS[name](**spec)
+        try:
+            return OPTIMIZERS[name](**spec)
+        except TypeError as exc:
+            raise InvalidInputError(f"bad settings for optimizer {name!r}: {exc}") from None
     if isinstance(spec, str) and spec in OPTIMIZERS:
         return OPTIMIZERS[spec]()
     raise UnknownNameError(
-        f"unknown optimizer {spec!r}; choose one of: {', '.join(OPTIMIZERS)} (or nm.sgd(...), nm.adam(...))"
+        f"unknown optimizer {spec!r}; choose one of: {', '.join(OPTIMIZERS)} "
+        "(or nm.sgd(...), nm.adam(...), nm.adamw(...), nm.rmsprop(...))"
     )
