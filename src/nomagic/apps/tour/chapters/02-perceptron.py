@@ -68,4 +68,5 @@ show(table(["model", "test accuracy"],
            [["perceptron after the last epoch", final["test"]],
             [f"pocket: the best epoch on the training days ({pocket['epoch']})", pocket["test"]],
             ["always say 'train'", always_train]]),
-     f"the pocket's weights {vec(pocket['params']['neuron.weight'][:, 0])}, bias {pocket['params']['neuron.bias'][0]:.3f}")
+     f"the pocket's weights {vec(pocket['params']['neuron.weight'][:, 0])}, "
+     f"bias {pocket['params']['neuron.bias'][0]:.3f}")
