@@ -173,6 +173,25 @@ def _add_plan(sub) -> None:
     p.set_defaults(func=_audit)
 
 
+def _tour(args: argparse.Namespace) -> int:
+    from .apps.tour.run import main as tour_main
+
+    return tour_main(args.chapter, list_only=args.list, pause=not args.no_pause)
+
+
+def _add_tour(sub) -> None:
+    p = sub.add_parser(
+        "tour", help="the talk nomagic grew from, as chapters you run: one neuron up to neurons as processes",
+        description="Run the tour's chapters in order, or one of them: the text, the code and what the code "
+                    "computes. Between chapters it waits for Enter (not with --no-pause, nor when standard input "
+                    "is not a terminal). The same chapters ship as notebooks in nomagic/apps/tour/notebooks. "
+                    "Needs rich: pip install 'nomagic[tour]'.")
+    p.add_argument("chapter", nargs="?", help="one chapter, by number or short name (see --list); default: all")
+    p.add_argument("--list", action="store_true", help="list the chapters and exit")
+    p.add_argument("--no-pause", action="store_true", help="do not wait for Enter between chapters")
+    p.set_defaults(func=_tour)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench
 
@@ -213,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_plan(sub)
     _add_load(sub)
+    _add_tour(sub)
     return parser
 
 
