@@ -335,7 +335,8 @@ def _network_figure(net: Network, params, steps: int | None, max_neurons: int, a
         w = n * (lay.width + 2.8) + (n - 1) * (DX + STEP_GAP - 2.8 + 1.2)
         h = (max(y for _, y in lay.xy.values()) - min(y for _, y in lay.xy.values())) + 4.0
         scale = min(INCHES_PER_UNIT, MAX_INCHES[0] / w, MAX_INCHES[1] / h)
-        fig = new_figure((max(w * scale, 4.0), max(h * scale + 0.6, 3.0)), dpi=100)
+        size = (round(max(w * scale, 4.0), 2), round(max(h * scale + 0.6, 3.0), 2))  # whole pixels at 100 dpi
+        fig = new_figure(size, dpi=100)
         ax = fig.add_axes((0.02, 0.1, 0.96, 0.88))
     _draw(ax, net, params, steps, max_neurons)
     if title:
