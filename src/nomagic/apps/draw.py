@@ -236,7 +236,7 @@ def _draw(ax, net: Network, params, steps: int | None, max_neurons: int) -> None
                 ax.text(x + offset(t), y, "⋮", ha="center", va="center", fontsize=12, zorder=4, gid="ellipsis")
             if t in (times[0], last) and (t == times[0] or p.static):
                 x = lay.xy[(p.name, lay.shown[p.name][0])][0] + offset(t)
-                what = "inputs" if p.role == "input" else p.activation
+                what = ("input" if p.size == 1 else "inputs") if p.role == "input" else p.activation
                 if p.aggregation == "product":
                     what = "product" + ("" if p.activation == "linear" else f" {p.activation}")
                 ax.text(x, lay.top[p.name], f"{p.name}\n{p.size} {what}", ha="center", va="bottom",
@@ -300,15 +300,17 @@ def _draw(ax, net: Network, params, steps: int | None, max_neurons: int) -> None
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
-        bar = ax.figure.colorbar(ScalarMappable(Normalize(-bmax, bmax), cmap), ax=ax, shrink=0.35, pad=0.01,
-                                 fraction=0.03)
-        bar.set_label("bias", fontsize=7)
+        fig_w = ax.figure.get_size_inches()[0] * ax.get_position().width
+        wide = min(0.18, 1.8 / max(fig_w, 1e-9))  # about 1.8 inches long
+        cax = ax.inset_axes((0.98 - wide, -0.035, wide, 0.018))  # below the picture, beside the legend
+        bar = ax.figure.colorbar(ScalarMappable(Normalize(-bmax, bmax), cmap), cax=cax, orientation="horizontal")
+        bar.set_label("bias (neuron fill)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
 
     xs = [offset(t) for t in times]
     ys = [y for _, y in lay.xy.values()]
     ax.set_xlim(xs[0] - 1.2, xs[-1] + lay.width + 1.6)
-    ax.set_ylim(min(ys) - 1.0, max(lay.top.values()) + 1.3)
+    ax.set_ylim(min(ys) - 1.0, max(lay.top.values()) + (2.4 if unrolled else 1.3))
     ax.set_aspect("equal")
     ax.set_axis_off()
 
@@ -337,7 +339,8 @@ def _network_figure(net: Network, params, steps: int | None, max_neurons: int, a
         scale = min(INCHES_PER_UNIT, MAX_INCHES[0] / w, MAX_INCHES[1] / h)
         size = (round(max(w * scale, 4.0), 2), round(max(h * scale + 0.6, 3.0), 2))  # whole pixels at 100 dpi
         fig = new_figure(size, dpi=100)
-        ax = fig.add_axes((0.02, 0.1, 0.96, 0.88))
+        top = 0.98 - (0.45 / size[1] if title else 0.0)  # room for a title of about 0.45 inch
+        ax = fig.add_axes((0.02, 0.1, 0.96, top - 0.1))
     _draw(ax, net, params, steps, max_neurons)
     if title:
         ax.set_title(title, fontsize=10)
