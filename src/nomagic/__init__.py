@@ -22,6 +22,7 @@ from .io.torch_interop import from_torch_state_dict, to_torch_state_dict, torch_
 from .model.activations import ACTIVATIONS, get_activation
 from .model.builder import GraphBuilder, NeuronRef
 from .model.graph import Block, Layer, Network, Population
+from .model.graph import set_renderer as _set_renderer
 from .model.layers import Stage, dense, inputs
 from .model.losses import LOSSES, get_loss
 from .model.neuron import Neuron
@@ -41,6 +42,18 @@ from .train.schedules import (
     step_decay,
 )
 from .version import __version__
+
+
+def _render(net, params, fmt: str) -> bytes:
+    """Draw a network for Jupyter; imports the drawing code (and matplotlib) on first use only."""
+    from .apps.draw import render_bytes
+
+    return render_bytes(net, params, fmt)
+
+
+# model/ may not import apps/, so the repr methods of Network and Model call this through a hook
+# (nomagic.model.graph.set_renderer); importing nomagic does not import matplotlib.
+_set_renderer(_render)
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "Block", "EmptyDataError", "EngineError", "GraphError",

@@ -14,6 +14,10 @@ def _digits(args: argparse.Namespace) -> int:
     from .data.digits import digits_network, load_digits_split
     from .train import optimizers
 
+    if args.plot:  # a bad picture name fails now, not after training
+        from .apps.figures import check_figure_path
+
+        check_figure_path(args.plot, "plot")
     data = load_digits_split(seed=args.seed)
     net = digits_network()
     print(f"training {net} on {len(data.X_train)} digits ({args.engine} engine)")
@@ -29,11 +33,51 @@ def _digits(args: argparse.Namespace) -> int:
         model.save(args.save)
         print(f"saved the model to {args.save}")
     if args.plot:
-        from .apps.plots import save_loss_curve
+        from .apps.draw import draw_history
 
-        save_loss_curve(model.history, args.plot, title="digits: loss per epoch")
-        print(f"drew the loss curve to {args.plot}")
+        draw_history(model.history, args.plot, title="digits: loss and accuracy per epoch")
+        print(f"drew the loss curves to {args.plot}")
     return 0
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from .apps.draw import draw_network, draw_unrolled
+    from .apps.figures import check_figure_path
+    from .train.model import load
+
+    check_figure_path(args.output)  # before reading anything: a bad name writes nothing
+    model = load(args.model)
+    title = f"{os.path.basename(args.model)}: {model.net!r}"
+    if args.unroll is not None:
+        draw_unrolled(model.net, model.params, steps=args.unroll, path=args.output, title=title)
+    else:
+        draw_network(model.net, model.params, path=args.output, title=title)
+    print(f"drew {model.net!r} to {args.output}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number from 1 to 64")
+    return value
+
+
+def _add_draw(sub) -> None:
+    p = sub.add_parser(
+        "draw", help="draw a saved model's neurons and synapses to a .png or .svg",
+        description="Read a .nomagic model file and draw its network: neurons by depth, synapses blue (positive "
+                    "weight) or orange (negative), thicker the larger |w|, recurrent synapses dashed, product "
+                    "neurons marked with x, the bias as the neuron's fill. Bad input is one line on stderr and "
+                    "exit status 2, and nothing is written.")
+    p.add_argument("model", metavar="MODEL", help="a model file written by Model.save or nomagic digits --save")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture to write (.png or .svg)")
+    p.add_argument("--unroll", type=_positive_int, metavar="N",
+                   help="draw a recurrent network unrolled over N time steps instead")
+    p.set_defaults(func=_draw)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -220,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine", default="tensor")
     p.add_argument("--save", metavar="FILE", help="save the trained model")
-    p.add_argument("--plot", metavar="FILE", help="draw the loss curve (SVG)")
+    p.add_argument("--plot", metavar="FILE", help="draw the loss and accuracy curves (.png or .svg; needs matplotlib)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress bars (default: when on a terminal)")
     p.set_defaults(func=_digits)
@@ -230,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
 
+    _add_draw(sub)
     _add_plan(sub)
     _add_load(sub)
     _add_tour(sub)

@@ -23,6 +23,33 @@ from .activations import get_activation
 
 AGGREGATIONS = ("sum", "product")
 
+# -- pictures: a hook, not an import --------------------------------------------------------------
+# A Network (and a trained Model) shows itself in Jupyter through ``_repr_png_`` / ``_repr_svg_``.
+# The drawing lives in ``nomagic.apps.draw`` and needs matplotlib, and ``model/`` may not import
+# ``apps/`` (tests/test_layers.py). So the model keeps a slot for a renderer, and the package's
+# front door, ``nomagic/__init__.py``, fills it at import time with a function that imports
+# ``apps.draw`` (and matplotlib) only when a picture is first asked for. Without a renderer, or
+# without matplotlib, the repr methods return None and Jupyter shows the text repr instead.
+_renderer: Callable[[Any, Any, str], bytes] | None = None
+
+
+def set_renderer(renderer: Callable[[Any, Any, str], bytes] | None) -> None:
+    """Install ``renderer(net, params, fmt) -> bytes`` (fmt ``"png"`` or ``"svg"``) for the repr methods."""
+    global _renderer
+    _renderer = renderer
+
+
+def render(net: Network, params, fmt: str) -> bytes | None:
+    """The picture of ``net`` (with ``params`` or None) as bytes, or None when nothing can draw it."""
+    from ..errors import MissingDependencyError
+
+    if _renderer is None:
+        return None
+    try:
+        return _renderer(net, params, fmt)
+    except MissingDependencyError:
+        return None
+
 
 @dataclass(frozen=True)
 class Population:
@@ -386,6 +413,14 @@ class Network:
                          f"{out.activation:<10}{n:>9}")
         lines.append(f"total params: {total}")
         return "\n".join(lines)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter: the network's neurons and synapses (see ``nomagic.apps.draw.draw_network``)."""
+        return render(self, None, "png")
+
+    def _repr_svg_(self) -> str | None:
+        data = render(self, None, "svg")
+        return None if data is None else data.decode("utf-8")
 
     def __repr__(self) -> str:
         chain = " | ".join(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..io import model_file
-from ..model.graph import Network
+from ..model.graph import Network, render
 from ..model.losses import get_loss
 from ..model.params import Params
 from ..model.validation import check_inputs, check_targets
@@ -40,6 +40,14 @@ class Model:
     def save(self, path) -> None:
         """Write the model to ``path`` (JSON topology + safetensors tensors), atomically."""
         model_file.save(self, path)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter: the network drawn with its params (weights as colour and width, biases as fill)."""
+        return render(self.net, self.params, "png")
+
+    def _repr_svg_(self) -> str | None:
+        data = render(self.net, self.params, "svg")
+        return None if data is None else data.decode("utf-8")
 
 
 def _accuracy(y_hat: np.ndarray, Y: np.ndarray, loss_fn) -> float | None:

@@ -3,22 +3,21 @@
 Top panel: daily load as bars, fitness (CTL), fatigue (ATL) and form (TSB) as lines; planned
 (projected) days are drawn dashed and their bars pale. Bottom panel: the acute:chronic ratio with
 the 0.8–1.3 band shaded. Needs matplotlib (the ``plot`` extra); drawn with the Agg renderer, no
-window, and written atomically (a temporary file in the same folder, then ``os.replace``).
+window, and written atomically by ``nomagic.apps.figures.save_figure`` (shared with every other picture).
 """
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 
-from nomagic.errors import InvalidInputError, require
-from nomagic.io import atomic_write_bytes
+from nomagic.errors import InvalidInputError
 
+from ..figures import FORMATS, figure_format, new_figure, save_figure
 from .load import LoadTable
 
-FORMATS = {".png": "png", ".svg": "svg"}
+__all__ = ["ACWR_BAND", "FORMATS", "performance_chart"]
 #: The acute:chronic band coaches call the sweet spot.
 ACWR_BAND = (0.8, 1.3)
 
@@ -27,17 +26,10 @@ def performance_chart(table: LoadTable, path: str | os.PathLike, *, title: str =
                       dpi: int = 100, size: tuple[float, float] = (10.0, 6.0)) -> str:
     """Draw ``table`` to ``path`` (``.png`` or ``.svg``) and return the path written."""
     name = os.fspath(path)
-    fmt = FORMATS.get(os.path.splitext(name)[1].lower())
-    if fmt is None:
-        raise InvalidInputError(f"chart file {name!r} must end in .png or .svg")
+    figure_format(name, "chart")
     if not len(table):
         raise InvalidInputError("the load table is empty: nothing to draw")
-    require("matplotlib", "plot")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = new_figure(size, dpi)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     days = table.dates.astype("datetime64[D]").astype(object)
     planned = np.asarray(table.planned, dtype=bool)
@@ -60,10 +52,7 @@ def performance_chart(table: LoadTable, path: str | os.PathLike, *, title: str =
     bottom.legend(loc="upper left", fontsize="small", ncol=2)
     fig.autofmt_xdate()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=dpi)
-    atomic_write_bytes(name, buffer.getvalue())
-    return name
+    return save_figure(fig, name, "chart", dpi=dpi)
 
 
 def _line(ax, days, values: np.ndarray, planned: np.ndarray, colour: str, label: str) -> None:
