@@ -443,3 +443,16 @@ def test_loading_never_executes_code(tmp_path, monkeypatch):
     tensors, _ = st.load_file(bad)
     assert tensors["dense_0.weight"].tobytes() == raw
     assert not marker.exists()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import stat
+
+    from nomagic.io import atomic_write_bytes
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = tmp_path / "out.bin"
+    atomic_write_bytes(path, b"data")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert path.read_bytes() == b"data"
