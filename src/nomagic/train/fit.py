@@ -187,10 +187,9 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
     if verbose or (verbose is None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         handlers.append(Progress())
 
-    loop = Loop(net, X, Y, loss=loss_fn, optimizer=opt, params=P, opt_state=opt_state, engine=engine,
-                dtype=dt.name, batch_size=batch_size, seed=seed, shuffle=shuffle, handlers=handlers,
-                l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, epoch=start_epoch, history=history,
-                **engine_options)
+    loop = Loop._checked(net, X, Y, loss_fn, opt, P, opt_state, engine, batch_size, seed, shuffle, handlers,
+                         start_epoch, history,
+                         dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options))
     if es is not None:
         loop.state.update({k: v for k, v in loop_state.items() if k in ("monitor", "best_value", "wait", "best")})
     with loop:  # the trainer is closed however the run ends

@@ -124,32 +124,47 @@ class Loop:
                  epoch: int = 0, history: list | None = None, **engine_options) -> None:
         if not isinstance(net, Network):
             raise InvalidInputError(f"Loop needs a Network as first argument; got {type(net).__name__}")
-        self.net = net
-        self.loss = get_loss(loss)
-        self.optimizer = get_optimizer(optimizer)
-        self.engine_name = engine
-        self._engine = get_engine(engine)
-        self.batch_size = _check_int(batch_size, "batch_size")
-        self.seed = _check_int(seed, "seed", 0)
-        self.shuffle = bool(shuffle)
+        loss_fn, opt = get_loss(loss), get_optimizer(optimizer)
+        seed = _check_int(seed, "seed", 0)
         if params is not None:
             P = check_params(net, params, dtype)
             dt = next(iter(P.values())).dtype if P else as_dtype(dtype or "float32")
             P = Params({k: np.array(v, dtype=dt) for k, v in P.items()})
         else:
             dt = as_dtype(dtype or "float32")
-            P = Params(net.init(seed=self.seed, dtype=dt))
-        self.dtype = dt
-        self.X = check_inputs(net, X, dt)
-        self.Y = check_targets(net, self.loss, Y, self.X, dt)
-        self.n = len(self.X)
-        self.batch_size = min(self.batch_size, self.n)
+            P = Params(net.init(seed=seed, dtype=dt))
+        X = check_inputs(net, X, dt)
+        Y = check_targets(net, loss_fn, Y, X, dt)
+        self._setup(net, X, Y, loss_fn, opt, P, opt_state if opt_state is not None else opt.init(P), engine,
+                    _check_int(batch_size, "batch_size"), seed, shuffle, handlers,
+                    _check_int(epoch, "epoch", 0), history,
+                    dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options))
+
+    @classmethod
+    def _checked(cls, net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
+                 handlers, epoch, history, trainer_args) -> Loop:
+        """A loop from arguments ``nm.fit`` has checked already (the data, params, loss objects)."""
+        self = cls.__new__(cls)
+        self._setup(net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
+                    handlers, epoch, history, trainer_args)
+        return self
+
+    def _setup(self, net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
+               handlers, epoch, history, trainer_args) -> None:
+        self.net, self.loss, self.optimizer = net, loss, optimizer
+        self.engine_name = engine
+        self._engine = get_engine(engine)
+        self.seed, self.shuffle = seed, bool(shuffle)
+        self.dtype = next(iter(params.values())).dtype if params else np.dtype(np.float32)
+        self.X, self.Y = X, Y
+        self.n = len(X)
+        self.batch_size = min(batch_size, self.n)
         self.n_batches = -(-self.n // self.batch_size)
-        self._params = P
-        self._opt_state = opt_state if opt_state is not None else self.optimizer.init(P)
-        self._trainer_args = dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options)
+        self._params = params
+        self._opt_state = opt_state
+        self._trainer_args = trainer_args
         self.trainer = None
-        self.state: dict[str, Any] = {"epoch": _check_int(epoch, "epoch", 0),
+        self.state: dict[str, Any] = {"epoch": epoch,
                                       "history": list(history or []), "stopped": False,
                                       "stop_reason": None}
         self.handlers = list(handlers)
