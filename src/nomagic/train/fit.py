@@ -112,6 +112,8 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise InvalidInputError(f"callbacks must be nm.Callback objects; got {type(cb).__name__}")
+        if isinstance(cb, EarlyStopping) and early_stopping is not None:
+            raise InvalidInputError("give early stopping once: early_stopping=... or in callbacks, not both")
     resolve_metrics(loss_fn.name, metrics)  # a bad metric fails here, before any training
 
     # params and dtype

@@ -38,8 +38,9 @@ class Callback:
     - ``on_epoch_start(loop)``: ``loop.epoch`` is the number of epochs done before this one;
     - ``on_batch_end(loop)``: after each optimizer step; ``loop.batch``, ``loop.batch_loss``,
       ``loop.xb``, ``loop.yb`` describe the batch (and ``loop.outputs`` its outputs before the
-      step, when the handler sets ``needs_outputs = True``). Only handlers that override this
-      method are called per batch, so the others cost nothing there;
+      step, when the handler sets ``needs_outputs = True``: handed back by the engine, or on an
+      engine that cannot, computed by the tensor engine from the params before the step). Only
+      handlers that override this method are called per batch, so the others cost nothing there;
     - ``on_epoch_end(loop)``: ``loop.record`` is the epoch's history entry (``epoch``,
       ``loss``, the metrics); add to it with ``loop.log(name, value)``;
     - ``on_fit_end(loop)``: once, after the last epoch (also after a stop).
