@@ -48,6 +48,7 @@ class TrainingMetrics(Callback):
         self._user = [m for m in self.metrics if m.kind == "user"]
         Y = loop.Y
         self._pred = np.empty(Y.shape[:-1], np.intp) if self._acc else None
+        self._labels = Y.argmax(axis=-1) if self._acc else None  # once a fit; permuted each epoch
         self._above = np.empty(Y.shape, bool) if self._bin else None
         self._out = np.empty(Y.shape, Y.dtype) if self._mae else None
 
@@ -74,7 +75,8 @@ class TrainingMetrics(Callback):
         seen, Ye = loop.seen, loop.Y_epoch[:loop.seen]
         for metric in self.metrics:
             if metric.kind == "accuracy":
-                value = float(np.mean(self._pred[:seen] == Ye.argmax(axis=-1)))
+                labels = self._labels if loop.order is None else self._labels[loop.order]
+                value = float(np.mean(self._pred[:seen] == labels[:seen]))
             elif metric.kind == "binary_accuracy":
                 value = float(np.mean(self._above[:seen] == (Ye >= 0.5)))
             elif metric.kind == "mae":

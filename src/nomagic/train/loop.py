@@ -113,8 +113,8 @@ class Loop:
     ``state`` (what a checkpoint saves: epoch, history and handlers' entries), ``trainer``,
     ``params``, ``opt_state``; per batch ``batch``, ``seen`` (samples so far this epoch),
     ``loss_sum`` (Σ batch loss × batch size), ``batch_loss``, ``xb``, ``yb``, ``outputs``; per
-    epoch ``X_epoch``, ``Y_epoch`` (the shuffled data). ``stop(reason)`` and ``log(name,
-    value)`` are the two ways a handler acts on the loop.
+    epoch ``X_epoch``, ``Y_epoch`` (the shuffled data) and ``order`` (the permutation, or
+    None). ``stop(reason)`` and ``log(name, value)`` are the two ways a handler acts on the loop.
     """
 
     def __init__(self, net: Network, X, Y, *, loss: str = "mse", optimizer="adam",
@@ -184,7 +184,7 @@ class Loop:
         self.loss_sum = 0.0
         self.batch_loss = float("nan")
         self.xb = self.yb = self.outputs = None
-        self.X_epoch, self.Y_epoch = self.X, self.Y
+        self.X_epoch, self.Y_epoch, self.order = self.X, self.Y, None
         self.epoch_started = 0.0
 
     # -- what handlers read and do ------------------------------------------------------------
@@ -283,7 +283,8 @@ class Loop:
             order = np.random.default_rng([self.seed, epoch]).permutation(n)
             Xe, Ye = self.X[order], self.Y[order]
         else:
-            Xe, Ye = self.X, self.Y
+            order, Xe, Ye = None, self.X, self.Y
+        self.order = order
         self.X_epoch, self.Y_epoch = Xe, Ye
         self.record = {"epoch": epoch + 1}
         self.seen, self.loss_sum = 0, 0.0
