@@ -4,6 +4,7 @@ from .data.weather import Weather, load_weather, windows
 from .engines.base import OptState
 from .engines.processes import ProcessNetwork
 from .errors import (
+    CallbackError,
     EmptyDataError,
     EngineError,
     GraphError,
@@ -28,7 +29,9 @@ from .model.losses import LOSSES, get_loss
 from .model.neuron import Neuron
 from .model.params import Params
 from .model.recurrent import gru, lstm, recurrent
-from .train.fit import EarlyStopping, fit
+from .train.fit import fit
+from .train.handlers import Checkpoint, EarlyStopping, History, Progress, TrainingMetrics, Validation
+from .train.loop import Callback, Loop
 from .train.model import Model, load
 from .train.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, adam, adamw, rmsprop, sgd
 from .train.perceptron import fit_perceptron, perceptron_epoch, perceptron_network
@@ -67,4 +70,5 @@ __all__ = [
     "export_onnx",
     "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",
     "ProcessNetwork", "fit_perceptron", "perceptron_epoch", "perceptron_network",
+    "Callback", "CallbackError", "Checkpoint", "History", "Loop", "Progress", "TrainingMetrics", "Validation",
 ]

@@ -75,3 +75,7 @@ class DataFileError(InvalidInputError):
 
     The message names the file (and the line, where there is one) and the problem.
     """
+
+
+class CallbackError(NomagicError):
+    """A handler of a training loop (a callback given to ``nm.fit`` or ``nm.Loop``) raised."""

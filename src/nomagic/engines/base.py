@@ -60,6 +60,11 @@ class Trainer(Protocol):
     def close(self) -> None:
         """Release what the trainer holds (processes, threads, actors). Safe to call twice."""
 
+    # Optional: ``last_outputs(logits_ok=False) -> np.ndarray | None``, the outputs of the last
+    # batch trained, before its step (with ``logits_ok``, a softmax/sigmoid output fused with its
+    # loss may come as logits). ``nm.Loop`` uses it for training metrics; on an engine without
+    # it, the tensor engine's ``predict`` computes them from ``params()`` before each step.
+
 
 class Engine(Protocol):
     """An engine module: pure ``predict`` and ``loss_and_grad``, and a ``Trainer`` class."""

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..engines.base import OptState
 from ..errors import ModelFileError, NomagicError
 from ..model.graph import Network
 from ..model.losses import get_loss
@@ -43,6 +44,14 @@ class ModelRecord(NamedTuple):
     history: list
     loss: str
     info: dict
+    opt_state: OptState | None = None
+    epoch: int = 0
+    loop_state: dict = {}
+
+
+# Tensors that are not params: the optimizer's slots (opt/<slot>/<param>) and early stopping's
+# best params (best/<param>). Param keys never hold a "/".
+OPT, BEST = "opt/", "best/"
 
 
 def save(model, path) -> None:
@@ -61,6 +70,25 @@ def save(model, path) -> None:
         "history": json.dumps(model.history),
         "info": json.dumps(dict(model.info), default=str),
     }
+    # Added later, each optional: a file without them still reads (and reads as before).
+    epoch = getattr(model, "epoch", 0)
+    if epoch:
+        meta["epoch"] = str(int(epoch))
+    opt_state = getattr(model, "opt_state", None)
+    if opt_state is not None:
+        for slot, arrays in opt_state.slots.items():
+            tensors.update({f"{OPT}{slot}/{k}": np.asarray(v) for k, v in arrays.items()})
+        meta["opt_step"] = str(int(opt_state.step))
+        meta["opt_slots"] = json.dumps(sorted(opt_state.slots))
+        optimizer = dict(model.info).get("optimizer")
+        if optimizer is not None:
+            meta["optimizer"] = json.dumps(optimizer, default=str)
+    loop_state = dict(getattr(model, "loop_state", None) or {})
+    if loop_state:
+        best = loop_state.pop("best", None)
+        if best is not None:
+            tensors.update({f"{BEST}{k}": np.asarray(v) for k, v in best.items()})
+        meta["loop_state"] = json.dumps(loop_state)
     meta["checksum"] = _checksum(meta, tensors)
     save_file(path, tensors, meta)
 
@@ -85,6 +113,7 @@ def read(path) -> ModelRecord:
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) \
             or not isinstance(info, dict):
         raise ModelFileError(f"{path} holds a malformed training history")
+    extras = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith((OPT, BEST))]}
     expected = {s.key: s.shape for s in net.param_specs()}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -101,4 +130,46 @@ def read(path) -> ModelRecord:
         if not np.all(np.isfinite(tensors[k])):
             raise ModelFileError(f"{path}: tensor {k!r} holds NaN or infinity")
     params = Params._adopt({s.key: tensors[s.key] for s in net.param_specs()})
-    return ModelRecord(net, params, history, loss, info)
+    opt_state, epoch, loop_state = _training_state(path, meta, extras, params, info)
+    return ModelRecord(net, params, history, loss, info, opt_state, epoch, loop_state)
+
+
+def _like_params(path, what: str, arrays: dict, params: Params) -> Params:
+    """``arrays`` checked to have the keys, shapes and dtype of ``params``."""
+    if set(arrays) != set(params):
+        raise ModelFileError(f"{path}: the {what} do not match the params (keys "
+                             f"{sorted(set(arrays) ^ set(params))})")
+    for k, a in arrays.items():
+        if a.shape != params[k].shape or a.dtype != params[k].dtype or not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{path}: the {what} tensor {k!r} is misshapen, of another dtype, "
+                                 "or holds NaN or infinity")
+    return Params._adopt({k: arrays[k] for k in params})
+
+
+def _training_state(path, meta: dict, extras: dict, params: Params, info: dict):
+    """(opt_state, epoch, loop_state) from the optional entries; an older file has none of them:
+    no optimizer state, ``info["epochs_run"]`` (or 0) epochs, no loop state."""
+    try:
+        epoch = int(meta["epoch"]) if "epoch" in meta else int(info.get("epochs_run", 0) or 0)
+        opt_state = None
+        if "opt_step" in meta:
+            slots = json.loads(meta.get("opt_slots", "[]"))
+            if not isinstance(slots, list) or not all(isinstance(x, str) for x in slots):
+                raise ValueError("opt_slots")
+            per = {s: {k[len(OPT) + len(s) + 1:]: v for k, v in extras.items() if k.startswith(f"{OPT}{s}/")}
+                   for s in slots}
+            opt_state = OptState(int(meta["opt_step"]),
+                                 {s: _like_params(path, f"optimizer slot {s!r}", per[s], params) for s in slots})
+        elif any(k.startswith(OPT) for k in extras):
+            raise ValueError("optimizer tensors without a step")
+        loop_state = json.loads(meta.get("loop_state", "{}"))
+        if not isinstance(loop_state, dict):
+            raise ValueError("loop_state")
+        best = {k[len(BEST):]: v for k, v in extras.items() if k.startswith(BEST)}
+        if best:
+            loop_state["best"] = _like_params(path, "best params", best, params)
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} holds a malformed training state: {exc}") from None
+    if epoch < 0:
+        raise ModelFileError(f"{path} holds a malformed training state: epoch {epoch}")
+    return opt_state, epoch, loop_state

@@ -21,12 +21,15 @@ def write_checkpoint(path: Path, fingerprint: str, params: Params, opt_state: Op
     tensors = {f"params/{k}": v for k, v in params.items()}
     for slot, arrays in opt_state.slots.items():
         tensors.update({f"slot/{slot}/{k}": v for k, v in arrays.items()})
-    if state["best"] is not None:
+    if state.get("best") is not None:
         tensors.update({f"best/{k}": v for k, v in state["best"].items()})
+    saved = {"epoch": state["epoch"], "history": state["history"], "best_value": state.get("best_value"),
+             "wait": state.get("wait", 0), "stopped": state["stopped"]}
+    for k in ("stop_reason", "monitor"):  # newer entries: a checkpoint without them still reads
+        if state.get(k) is not None:
+            saved[k] = state[k]
     meta = {"format": "nomagic-checkpoint", "version": CHECKPOINT_VERSION,
-            "fingerprint": fingerprint, "step": str(opt_state.step),
-            "state": json.dumps({k: state[k] for k in ("epoch", "history", "best_value", "wait",
-                                                       "stopped")})}
+            "fingerprint": fingerprint, "step": str(opt_state.step), "state": json.dumps(saved)}
     save_file(path, tensors, meta)
 
 
@@ -53,5 +56,7 @@ def read_checkpoint(path: Path, fingerprint: str, P: dict, opt, dt):
             raise ModelFileError(f"checkpoint {path} has a misshapen tensor {k!r}")
     state = {"epoch": int(saved["epoch"]), "history": list(saved["history"]), "best": best,
              "best_value": saved["best_value"], "wait": int(saved["wait"]),
-             "stopped": bool(saved["stopped"])}
+             "stopped": bool(saved["stopped"]), "stop_reason": saved.get("stop_reason")}
+    if saved.get("monitor") is not None:
+        state["monitor"] = saved["monitor"]
     return params, OptState(step, slots), state

@@ -1,45 +1,37 @@
-"""``nm.fit``: mini-batch training with validation, early stopping, regularisation, gradient
-clipping, a progress bar and checkpoints that make a killed run resume exactly."""
+"""``nm.fit``: mini-batch training with metrics, validation, early stopping, regularisation,
+gradient clipping, a progress bar, checkpoints that make a killed run resume exactly, and your
+own callbacks — a :class:`~nomagic.train.loop.Loop` with the handlers of
+:mod:`nomagic.train.handlers`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..engines import get_engine
-from ..errors import InvalidInputError, NomagicError
+from ..engines.base import OptState
+from ..errors import InvalidInputError
 from ..model.graph import Network
 from ..model.losses import get_loss
 from ..model.params import Params, as_dtype, check_params
 from ..model.validation import check_inputs, check_targets
-from .checkpoints import CHECKPOINT_FILE, read_checkpoint, write_checkpoint
-from .model import Model, evaluate_outputs
+from .handlers import (
+    Checkpoint,
+    EarlyStopping,
+    History,
+    Progress,
+    TrainingMetrics,
+    Validation,
+    fingerprint,
+)
+from .loop import Callback, Loop, _check_int
+from .metrics import resolve_metrics
+from .model import Model
 from .optimizers import get_optimizer
-from .progress import ProgressBar
 
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
-
-    patience: int = 5
-    monitor: str | None = None  # "val_loss" when there is validation data, else "loss"
-    min_delta: float = 0.0
-    restore_best: bool = True
-
-
-def _check_int(value, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidInputError(f"{what} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
+__all__ = ["EarlyStopping", "fit"]
 
 
 def _check_nonneg(value, what: str) -> float:
@@ -49,33 +41,61 @@ def _check_nonneg(value, what: str) -> float:
     return float(value)
 
 
-def _fingerprint(parts: Mapping[str, Any], arrays: list[np.ndarray]) -> str:
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for a in arrays:
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+def _continued_opt_state(model: Model, opt, P: Params) -> OptState:
+    """The model's optimizer state when it suits ``opt`` (same kind of optimizer, same slots),
+    in the dtype of ``P``; else a fresh one."""
+    state, recorded = model.opt_state, dict(model.info).get("optimizer") or {}
+    if state is None or recorded.get("name") != opt.name or set(state.slots) != set(opt.slot_names):
+        return opt.init(P)
+    return OptState(state.step, {s: Params({k: np.array(v, dtype=P[k].dtype) for k, v in arrays.items()})
+                                 for s, arrays in state.slots.items()})
 
 
-def fit(net: Network, X, Y, *, loss: str = "mse", optimizer="adam", epochs: int = 10,
+def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, epochs: int = 10,
         batch_size: int = 32, seed: int = 0, engine: str = "tensor", dtype: str | None = None,
         params: Mapping[str, np.ndarray] | None = None, validation_data=None,
         validation_split: float = 0.0, early_stopping: int | EarlyStopping | None = None,
         l1: float = 0.0, l2: float = 0.0, clip_norm: float | None = None,
         checkpoint: str | os.PathLike | None = None, shuffle: bool = True,
-        verbose: bool | None = None, truncate: int | None = None, **engine_options) -> Model:
+        verbose: bool | None = None, truncate: int | None = None, metrics=None,
+        callbacks=None, **engine_options) -> Model:
     """Train ``net`` on (X, Y) and return a ``Model``.
+
+    ``net`` is a ``Network`` (training starts from ``params``, or fresh ones drawn with
+    ``seed``), or a ``Model``, which is continued: ``epochs`` more epochs from its params,
+    optimizer state and epoch count, with its loss and optimizer unless others are given
+    (``loss`` defaults to "mse" and ``optimizer`` to "adam" otherwise). With the same data,
+    ``batch_size`` and ``seed``, two epochs then two more give the params of four at once, bit
+    for bit; the returned history goes on from the model's.
 
     Mini-batches are drawn from a permutation seeded by (seed, epoch), so a run is fully
     determined by its arguments, and ``checkpoint=DIR`` can resume a killed run exactly.
     The penalty is ``l1·Σ|w| + l2·Σw²`` over weights (biases are not penalised);
     ``clip_norm`` rescales the gradient when its global L2 norm is larger.
+
+    ``history`` has one dict per epoch: ``loss``, ``accuracy`` (classification losses) or
+    ``mae`` (mse), each metric of ``metrics`` (functions ``fn(y_true, y_pred) -> float``,
+    named by ``__name__``, or a dict name -> fn), the same with ``val_`` for validation data,
+    and ``seconds``. Training metrics are Keras's: the average over the epoch's batches,
+    weighted by batch size, each batch judged before its optimizer step.
+
+    ``callbacks`` are ``nm.Callback`` objects: they run after the metrics and validation,
+    before the history, early stopping, checkpoint and progress bar, so what they log
+    (``loop.log``) is in the history and a stop they ask for (``loop.stop``) is checkpointed.
+    The progress bar (rate, time left) shows on a terminal, or with ``verbose=True``.
     """
+    model = None
+    if isinstance(net, Model):
+        model, net = net, net.net
+        if params is not None:
+            raise InvalidInputError("give a Model to continue or params to start from, not both")
     if not isinstance(net, Network):
-        raise InvalidInputError(f"fit needs a Network as first argument; got {type(net).__name__}")
-    loss_fn = get_loss(loss)
+        raise InvalidInputError(f"fit needs a Network (or a Model to continue) as first argument; "
+                                f"got {type(net).__name__}")
+    loss_fn = get_loss(loss if loss is not None else (model.loss if model is not None else "mse"))
+    if optimizer is None:
+        optimizer = (dict(model.info).get("optimizer") if model is not None else None) or "adam"
     opt = get_optimizer(optimizer)
-    eng = get_engine(engine)
     epochs = _check_int(epochs, "epochs")
     batch_size = _check_int(batch_size, "batch_size")
     seed = _check_int(seed, "seed", 0)
@@ -88,15 +108,34 @@ def fit(net: Network, X, Y, *, loss: str = "mse", optimizer="adam", epochs: int 
         early_stopping = EarlyStopping(patience=_check_int(early_stopping, "early_stopping"))
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise InvalidInputError("early_stopping must be a patience (int) or nm.EarlyStopping(...)")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise InvalidInputError(f"callbacks must be nm.Callback objects; got {type(cb).__name__}")
+        if isinstance(cb, EarlyStopping) and early_stopping is not None:
+            raise InvalidInputError("give early stopping once: early_stopping=... or in callbacks, not both")
+    resolve_metrics(loss_fn.name, metrics)  # a bad metric fails here, before any training
 
     # params and dtype
-    if params is not None:
+    start_epoch, history, loop_state = 0, [], {}
+    if model is not None:
+        P = check_params(net, model.params, dtype)
+        dt = next(iter(P.values())).dtype if P else as_dtype(dtype or "float32")
+        P = Params({k: np.array(v, dtype=dt) for k, v in P.items()})
+        opt_state = _continued_opt_state(model, opt, P)
+        start_epoch, history = int(model.epoch), list(model.history)
+        loop_state = dict(model.loop_state)
+        if loop_state.get("best") is not None:
+            loop_state["best"] = {k: np.array(v, dtype=dt) for k, v in loop_state["best"].items()}
+    elif params is not None:
         P = check_params(net, params, dtype)
         dt = next(iter(P.values())).dtype if P else as_dtype(dtype or "float32")
-        P = {k: np.array(v, dtype=dt) for k, v in P.items()}
+        P = Params({k: np.array(v, dtype=dt) for k, v in P.items()})
+        opt_state = opt.init(P)
     else:
         dt = as_dtype(dtype or "float32")
-        P = dict(net.init(seed=seed, dtype=dt))
+        P = Params(net.init(seed=seed, dtype=dt))
+        opt_state = opt.init(P)
 
     # data
     X = check_inputs(net, X, dt)
@@ -118,89 +157,55 @@ def fit(net: Network, X, Y, *, loss: str = "mse", optimizer="adam", epochs: int 
             raise InvalidInputError(f"validation_split={validation_split} leaves no data on one side "
                                     f"of {len(X)} samples")
         X, Xv, Y, Yv = X[:-n_val], X[-n_val:], Y[:-n_val], Y[-n_val:]
-    monitor = None
+    es = None
     if early_stopping is not None:
         monitor = early_stopping.monitor or ("val_loss" if Xv is not None else "loss")
         if monitor not in ("loss", "val_loss") or (monitor == "val_loss" and Xv is None):
             raise InvalidInputError(f"early stopping cannot monitor {monitor!r}: use 'loss', or "
                                     "'val_loss' with validation data")
+        es = EarlyStopping(early_stopping.patience, monitor, early_stopping.min_delta,
+                           early_stopping.restore_best)
 
-    # state: fresh, or resumed from a checkpoint
-    state = {"epoch": 0, "history": [], "best": None, "best_value": None, "wait": 0,
-             "stopped": False}
-    opt_state = opt.init(P)
-    ckpt_path = None
+    # the handlers, in the order they run
+    handlers: list[Callback] = [TrainingMetrics(metrics)]
+    if Xv is not None:
+        handlers.append(Validation(Xv, Yv, metrics))
+    handlers += callbacks
+    handlers.append(History())
+    if es is not None:
+        handlers.append(es)
     if checkpoint is not None:
-        ckpt_dir = Path(checkpoint)
-        if ckpt_dir.exists() and not ckpt_dir.is_dir():
-            raise InvalidInputError(f"checkpoint must be a directory; {ckpt_dir} is a file")
-        ckpt_path = ckpt_dir / CHECKPOINT_FILE
-        fingerprint = _fingerprint(
-            {"net": net.to_dict(), "loss": loss_fn.name, "optimizer": opt.config(),
-             "batch_size": batch_size, "seed": seed, "dtype": dt.name, "l1": l1, "l2": l2,
-             "clip_norm": clip_norm, "truncate": truncate, "shuffle": shuffle, "engine": engine,
-             "validation_split": validation_split, "early_stopping": repr(early_stopping),
-             "options": repr(sorted(engine_options.items()))},
-            [X, Y] + ([Xv, Yv] if Xv is not None else []) + [P[k] for k in sorted(P)])
-        if ckpt_path.exists():
-            P, opt_state, state = read_checkpoint(ckpt_path, fingerprint, P, opt, dt)
+        parts = {"net": net.to_dict(), "loss": loss_fn.name, "optimizer": opt.config(),
+                 "batch_size": batch_size, "seed": seed, "dtype": dt.name, "l1": l1, "l2": l2,
+                 "clip_norm": clip_norm, "truncate": truncate, "shuffle": shuffle, "engine": engine,
+                 "validation_split": validation_split, "early_stopping": repr(early_stopping),
+                 "options": repr(sorted(engine_options.items()))}
+        arrays = [X, Y] + ([Xv, Yv] if Xv is not None else []) + [P[k] for k in sorted(P)]
+        if model is not None:  # a continued model: its optimizer state and epoch belong to the run
+            parts["start_epoch"] = start_epoch
+            parts["opt_step"] = opt_state.step
+            arrays += [opt_state.slots[s][k] for s in sorted(opt_state.slots) for k in sorted(P)]
+        handlers.append(Checkpoint(checkpoint, fingerprint(parts, arrays)))
+    if verbose or (verbose is None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        handlers.append(Progress())
 
-    trainer = eng.Trainer(net, P, opt, opt_state, loss_fn, l1=l1, l2=l2, clip_norm=clip_norm,
-                          truncate=truncate, **engine_options)
-    n = len(X)
-    batch_size = min(batch_size, n)
-    n_batches = -(-n // batch_size)
-    history = state["history"]
-    try:
-        if ckpt_path is not None:  # created only once every argument has been checked
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        for epoch in range(state["epoch"], epochs):
-            if state["stopped"]:
-                break
-            t0 = time.perf_counter()
-            if shuffle:
-                order = np.random.default_rng([seed, epoch]).permutation(n)
-                Xe, Ye = X[order], Y[order]
-            else:
-                Xe, Ye = X, Y
-            total = 0.0
-            bar = ProgressBar(n_batches, f"epoch {epoch + 1}/{epochs}", enabled=verbose)
-            for start in range(0, n, batch_size):
-                xb, yb = Xe[start:start + batch_size], Ye[start:start + batch_size]
-                value = trainer.train_batch(xb, yb)
-                if not np.isfinite(value):
-                    raise NomagicError(
-                        f"training diverged at epoch {epoch + 1} (loss {value}); lower the "
-                        "learning rate, clip gradients (clip_norm=1.0) or scale the inputs")
-                total += value * len(xb)
-                bar.update(1, loss=total / min(start + batch_size, n))
-            record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / n}
-            if Xv is not None:
-                for k, v in evaluate_outputs(trainer.predict(Xv), Yv, loss_fn).items():
-                    record[f"val_{k}"] = v
-            record["seconds"] = time.perf_counter() - t0
-            bar.close("  ".join(f"{k} {v:.4g}" for k, v in record.items()
-                                if k not in ("epoch", "seconds")))
-            history.append(record)
-            state["epoch"] = epoch + 1
-            if early_stopping is not None:
-                value = record[monitor]
-                if state["best_value"] is None or value < state["best_value"] - early_stopping.min_delta:
-                    state["best_value"], state["wait"] = value, 0
-                    state["best"] = dict(trainer.params())
-                else:
-                    state["wait"] += 1
-                    if state["wait"] >= early_stopping.patience:
-                        state["stopped"] = True
-            if ckpt_path is not None:
-                write_checkpoint(ckpt_path, fingerprint, trainer.params(), trainer.opt_state(),
-                                  state)
-        final = trainer.params()
-        if early_stopping is not None and early_stopping.restore_best and state["best"] is not None \
-                and state["stopped"]:
-            final = Params(state["best"])
-    finally:
-        trainer.close()
+    loop = Loop._checked(net, X, Y, loss_fn, opt, P, opt_state, engine, batch_size, seed, shuffle, handlers,
+                         start_epoch, history,
+                         dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options))
+    if es is not None:
+        loop.state.update({k: v for k, v in loop_state.items() if k in ("monitor", "best_value", "wait", "best")})
+    with loop:  # the trainer is closed however the run ends
+        loop.run(epochs)  # up to epoch start_epoch + epochs, from where a checkpoint left off
+        final = loop.params
+        opt_final = loop.opt_state
+    state = loop.state
     info = {"optimizer": opt.config(), "epochs_run": state["epoch"], "stopped_early": state["stopped"],
             "engine": engine, "dtype": dt.name}
-    return Model(net, final, list(history), loss_fn.name, info)
+    if state["stopped"] and state.get("stop_reason"):
+        info["stop_reason"] = state["stop_reason"]
+    kept = {}
+    if es is not None:
+        kept = {k: state.get(k) for k in ("monitor", "best_value", "wait")}
+        if state.get("best") is not None:
+            kept["best"] = Params(state["best"])
+    return Model(net, final, list(state["history"]), loss_fn.name, info, opt_final, state["epoch"], kept)

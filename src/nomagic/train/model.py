@@ -9,28 +9,39 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.base import OptState
 from ..io import model_file
 from ..model.graph import Network, render
 from ..model.losses import get_loss
 from ..model.params import Params
 from ..model.validation import check_inputs, check_targets
+from .metrics import builtin_metrics, compute
 
 
 @dataclass(frozen=True)
 class Model:
-    """A trained network: the graph, its params, and how training went."""
+    """A trained network: the graph, its params, and how training went.
+
+    ``opt_state`` (the optimizer's step count and slots), ``epoch`` (epochs trained so far) and
+    ``loop_state`` (early stopping's best value, wait and best params) let
+    ``nm.fit(model, X, Y, epochs=k)`` continue training exactly where it stopped; all three
+    are saved in the model file. A model built by hand has none of them and starts afresh.
+    """
 
     net: Network
     params: Params
     history: list[dict] = field(default_factory=list)
     loss: str = "mse"
     info: Mapping[str, Any] = field(default_factory=dict)
+    opt_state: OptState | None = None
+    epoch: int = 0
+    loop_state: Mapping[str, Any] = field(default_factory=dict)
 
     def predict(self, X, engine: str = "tensor", **engine_options) -> np.ndarray:
         return self.net.predict(self.params, X, engine=engine, **engine_options)
 
     def evaluate(self, X, Y, loss: str | None = None) -> dict[str, float]:
-        """Loss (and accuracy, for classification losses) on the given data."""
+        """Loss on the given data, with accuracy (classification losses) or mae (mse)."""
         loss_fn = get_loss(loss or self.loss)
         dt = self.params.dtype
         X = check_inputs(self.net, X, dt)
@@ -50,23 +61,13 @@ class Model:
         return None if data is None else data.decode("utf-8")
 
 
-def _accuracy(y_hat: np.ndarray, Y: np.ndarray, loss_fn) -> float | None:
-    if loss_fn.name == "cross_entropy":
-        return float(np.mean(y_hat.argmax(axis=-1) == Y.argmax(axis=-1)))
-    if loss_fn.name == "binary_cross_entropy":
-        return float(np.mean((y_hat >= 0.5) == (Y >= 0.5)))
-    return None
-
-
 def evaluate_outputs(y_hat: np.ndarray, Y: np.ndarray, loss_fn) -> dict[str, float]:
-    """The loss of outputs ``y_hat`` against targets ``Y`` and, for classification, the accuracy."""
+    """The loss of outputs ``y_hat`` against targets ``Y`` and the loss's built-in metrics:
+    the accuracy for classification, the mean absolute error for mse."""
     out = {"loss": float(loss_fn.value(y_hat, Y))}
-    acc = _accuracy(y_hat, Y, loss_fn)
-    if acc is not None:
-        out["accuracy"] = acc
+    for metric in builtin_metrics(loss_fn.name):
+        out[metric.name] = compute(metric, Y, y_hat)
     return out
-
-
 
 
 def load(path) -> Model:

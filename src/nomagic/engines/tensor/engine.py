@@ -545,6 +545,7 @@ class Trainer:
             tape = forward(plan, self.P, X)
             value, dy, dz = loss_on_tape(plan, tape, self.loss, targets_to_engine(plan, Y))
             backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
+            self.ws.out = (tape, False)
         g, w = self.gflat, self.flat
         if self.weight_mask is not None:  # the penalty on weights, not biases
             masked = w * self.weight_mask
@@ -609,6 +610,21 @@ class Trainer:
             opt.apply_(t, w[a:b], g[a:b], {name: v[a:b] for name, v in slots.items()}, tmp[s:s + b - a])
 
         team.share(work, range(0, n, c))
+
+    def last_outputs(self, logits_ok: bool = False) -> np.ndarray | None:
+        """The outputs of the last batch trained, before its step (user layout; valid until the
+        next ``train_batch``). With ``logits_ok``, a softmax or sigmoid output fused with its loss
+        comes as its logits, which rank like the outputs (enough for an argmax). Optional in the
+        Trainer contract: ``nm.Loop`` runs ``predict`` before the step on engines without it."""
+        last = self.ws.out
+        if last is None:
+            return None
+        out, is_logits = last
+        if self.chain is None:
+            out = outputs(self.plan, out)
+        elif is_logits and not logits_ok:
+            out = self.chain.ops[-1].fn.forward(out)
+        return to_user_layout(self.plan, out)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         small = _small(self.plan, self.chain, X.shape)

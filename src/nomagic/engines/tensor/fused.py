@@ -97,12 +97,13 @@ class Workspace:
     """Arrays reused across calls (keyed by role and shape), what the forward pass keeps, and the
     ``_blas.Team`` that runs a dense layer's big products (None: NumPy's BLAS runs them)."""
 
-    __slots__ = ("arrays", "saved", "team")
+    __slots__ = ("arrays", "saved", "team", "out")
 
     def __init__(self, team=None) -> None:
         self.arrays: dict = {}
         self.saved: dict = {}
         self.team = team
+        self.out = None  # the last training forward pass's output (engine layout), and whether logits
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         if self.team is None:
@@ -651,6 +652,7 @@ class Chain:
         else:
             value, d = loss.value(out, Y_engine), loss.grad(out, Y_engine)
             is_z = False
+        ws.out = (out, is_z)  # the backward pass leaves it as it is
         for k in range(len(self.ops) - 1, -1, -1):
             d = self.ops[k].backward(P, ws, G, d, is_z, k > 0, truncate)
             is_z = False
