@@ -47,7 +47,7 @@ from ..processes.sensor import Sensor
 from ..processes.wiring import wiring_for
 from .partition import auto_partition, cut_synapses, describe, explicit_partition
 from .session import Session
-from .worker import _payload
+from .worker import list_bytes
 
 
 @dataclass
@@ -76,6 +76,7 @@ class Traffic:
     actor_to_driver_messages: int = 0
     actor_to_driver_bytes: int = 0
     actor_seconds: list = field(default_factory=list)
+    critical_seconds: float = 0.0  # Σ over rounds of the slowest worker's seconds in that round
     seconds: float = 0.0
 
 
@@ -89,10 +90,9 @@ class Hub:
     """The driver's roles: every sensor, every actuator and the cortex, run as in the processes
     engine; what they send to neurons waits in one list per worker until the next round."""
 
-    def __init__(self, ctx: Context, inbox: Result, route: list[int], n_workers: int, traffic: Traffic,
-                 cortex_state=None) -> None:
+    def __init__(self, ctx: Context, inbox: Result, route: list[int], n_workers: int, cortex_state=None) -> None:
         w = ctx.wiring
-        self.ctx, self.route, self.traffic = ctx, route, traffic
+        self.ctx, self.route = ctx, route
         self.n_sensors, self.size = w.n_sensors, w.size
         self.sensors = [Sensor(None, ctx, g) for g in range(w.n_sensors)]
         self.actuators = [Actuator(None, ctx, k) for k in range(len(w.actuators))]
@@ -109,8 +109,6 @@ class Hub:
             if type(msg) is not tuple:  # a named message type: as its plain tuple (the named ones do not
                 msg = tuple(msg)        # unpickle, and the roles take either)
             self.out[w].append((address, msg))
-            self.traffic.driver_to_actor_messages += 1
-            self.traffic.driver_to_actor_bytes += _payload(msg)
 
     def snapshot(self, state) -> None:
         """The driver's roles restart from the batch boundary (see the module), not from here."""
@@ -253,7 +251,7 @@ class RayNetwork:
             self.traffic = Traffic()
             self.total = Traffic()
             self.inbox = Result()
-            self.hub = Hub(ctx, self.inbox, self.route, workers, self.traffic)
+            self.hub = Hub(ctx, self.inbox, self.route, workers)
             self.steps_done = 0
             self._net_spec = net.to_dict()
             self.actors = self.session.actors(workers, actor_options, self.timeout)
@@ -293,7 +291,7 @@ class RayNetwork:
                 dead = {}
             except _Died as again:
                 dead = again.workers
-        self.hub = Hub(self.ctx, self.inbox, self.route, self.n_workers, self.traffic, cortex_state=("idle", b))
+        self.hub = Hub(self.ctx, self.inbox, self.route, self.n_workers, cortex_state=("idle", b))
 
     # -- requests --
     def _call(self, msg, snapshot: bool = False) -> Any:
@@ -311,7 +309,7 @@ class RayNetwork:
     def _request(self, msg, snapshot: bool) -> Any:
         ray = self.session.ray
         t0 = time.perf_counter()
-        traffic = self.traffic = self.hub.traffic = Traffic(actor_seconds=[0.0] * self.n_workers)
+        traffic = self.traffic = Traffic(actor_seconds=[0.0] * self.n_workers)
         inbox, hub, n = self.inbox, self.hub, self.n_workers
         inbox.ready = False
         hub.deliver(hub.cortex_address, msg)
@@ -327,6 +325,8 @@ class RayNetwork:
                 self.on_round(RoundInfo("model", self.steps_done, rnd, list(self.actors)))
             results = {}
             for k in calls:
+                traffic.driver_to_actor_messages += len(hub.out[k])
+                traffic.driver_to_actor_bytes += list_bytes(hub.out[k])
                 results[k] = self.actors[k].round.options(num_returns=n + 1 + snap).remote(
                     hub.out[k], *inbound[k], snapshot=snap)
             hub.out = [[] for _ in range(n)]
@@ -334,6 +334,7 @@ class RayNetwork:
             heads = check_worker_errors(ray, {k: results[k][0] for k in calls}, self.timeout, self.worker_name)
             traffic.rounds += 1
             traffic.calls += len(calls)
+            traffic.critical_seconds += max(heads[k][2][0] for k in calls)
             for k in calls:
                 to_driver, counts, stats = heads[k]
                 traffic.actor_seconds[k] += stats[0]
@@ -365,7 +366,8 @@ class RayNetwork:
     def _add(self, t: Traffic) -> None:
         tot = self.total
         for f in ("requests", "rounds", "calls", "actor_messages", "actor_bytes", "driver_to_actor_messages",
-                  "driver_to_actor_bytes", "actor_to_driver_messages", "actor_to_driver_bytes", "seconds"):
+                  "driver_to_actor_bytes", "actor_to_driver_messages", "actor_to_driver_bytes", "critical_seconds",
+                  "seconds"):
             setattr(tot, f, getattr(tot, f) + getattr(t, f))
         if len(tot.actor_seconds) < len(t.actor_seconds):
             tot.actor_seconds = [0.0] * len(t.actor_seconds)

@@ -36,13 +36,18 @@ def network_from(spec) -> Network:
     return spec if isinstance(spec, Network) else Network.from_dict(spec)
 
 
-def _payload(msg: tuple) -> int:
-    """The bytes of the arrays a message carries (its numbers; the tags are a few bytes more)."""
+def list_bytes(messages: list) -> int:
+    """The bytes of the distinct arrays a list of (address, message) carries: what goes over the
+    wire, as the serialiser writes an array that several messages share (a neuron's value sent to
+    each of its consumers) once per list; the tags and indices are a few bytes more per message."""
+    seen: set = set()
     n = 0
-    for v in msg[1:]:
-        nb = getattr(v, "nbytes", None)
-        if nb is not None:
-            n += nb
+    for _, msg in messages:
+        for v in msg[1:]:
+            nb = getattr(v, "nbytes", None)
+            if nb is not None and id(v) not in seen:
+                seen.add(id(v))
+                n += nb
     return n
 
 
@@ -130,9 +135,8 @@ class Worker:
         out.remote = [[] for _ in range(self.n_workers + 1)]
         to_driver = remote[-1]
         counts = [len(lst) for lst in remote[:-1]]
-        sent_bytes = sum(_payload(m) for lst in remote[:-1] for _, m in lst)
-        stats = (time.perf_counter() - t0, received, sum(counts), sent_bytes,
-                 len(to_driver), sum(_payload(m) for _, m in to_driver))
+        sent_bytes = sum(list_bytes(lst) for lst in remote[:-1])
+        stats = (time.perf_counter() - t0, received, sum(counts), sent_bytes, len(to_driver), list_bytes(to_driver))
         head = (to_driver, counts, stats)
         if snapshot:
             return (head, *remote[:-1], self.snapshot())
