@@ -13,7 +13,8 @@ import importlib
 from ..errors import UnknownNameError
 from .base import Engine
 
-ENGINES = {"tensor": "nomagic.engines.tensor", "processes": "nomagic.engines.processes"}
+ENGINES = {"tensor": "nomagic.engines.tensor", "processes": "nomagic.engines.processes",
+           "ray": "nomagic.engines.ray"}
 
 
 def get_engine(name: str) -> Engine:

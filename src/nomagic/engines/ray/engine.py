@@ -1,0 +1,134 @@
+"""The ray engine's interface: ``predict``, ``loss_and_grad`` and ``Trainer``.
+
+Two strategies (``strategy=``):
+
+* ``"model"`` (the default): the neuron processes of the network spread over Ray actors, each
+  running the processes engine's neuron state machine on its group (``model.RayNetwork``);
+* ``"data"``: every worker computes the gradient of its share of the batch on the tensor
+  engine, and the driver steps the optimizer once (``data.DataParallel``).
+
+Options: ``workers``, ``strategy``, ``partition`` (model only), ``address``, ``timeout``,
+``max_restarts``, ``restart_period``, ``on_round``, ``actor_options``; see ``RayNetwork``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InvalidInputError
+from ...model.graph import Network
+from ...model.losses import get_loss
+from ...model.params import Params, check_params
+from ...model.validation import check_inputs, check_targets
+from ..objective import check_truncate
+from .data import DataParallel
+from .model import RayNetwork
+from .session import import_ray
+
+OPTIONS = {"workers", "strategy", "partition", "address", "timeout", "max_restarts", "restart_period",
+           "on_round", "actor_options"}
+STRATEGIES = ("model", "data")
+
+
+def _options(options: dict) -> tuple[str, dict]:
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise InvalidInputError(f"the ray engine takes no options {sorted(unknown)}; it knows {sorted(OPTIONS)}")
+    options = dict(options)
+    strategy = options.pop("strategy", "model")
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy must be 'model' (neurons spread over workers) or 'data' "
+                                f"(the batch spread over workers); got {strategy!r}")
+    if strategy == "data" and options.get("partition") is not None:
+        raise InvalidInputError("partition= places neurons: it goes with strategy='model', not 'data'")
+    if strategy == "data":
+        options.pop("partition", None)
+    import_ray()  # a clear MissingDependencyError before anything else
+    return strategy, options
+
+
+def predict(net: Network, params, X, **options) -> np.ndarray:
+    """The network's outputs for X, computed on Ray workers."""
+    strategy, options = _options(options)
+    if strategy == "data":
+        P = check_params(net, params)
+        X = check_inputs(net, X, next(iter(P.values())).dtype)
+        dp = DataParallel(net, P, **options)
+        try:
+            return dp.predict(X)
+        finally:
+            dp.close()
+    rn = RayNetwork(net, params, **options)
+    try:
+        return rn.predict(X)
+    finally:
+        rn.close()
+
+
+def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None, **options):
+    """Loss and gradients on Ray workers (no update)."""
+    strategy, options = _options(options)
+    loss_fn = get_loss(loss)
+    P = check_params(net, params)
+    dt = next(iter(P.values())).dtype
+    X = check_inputs(net, X, dt)
+    Y = check_targets(net, loss_fn, Y, X, dt)
+    check_truncate(truncate)
+    if strategy == "data":
+        dp = DataParallel(net, P, None, None, loss_fn, truncate=truncate, **options)
+        try:
+            value, g = dp.gradient(X, Y)
+        finally:
+            dp.close()
+        return value, Params(dp.layout.to_params(g))
+    rn = RayNetwork(net, P, **options)
+    try:
+        value, grads = rn.train_batch(X, Y, loss_fn, truncate, commit=False)
+    finally:
+        rn.close()
+    return value, rn._to_params(grads)
+
+
+class Trainer:
+    """``nm.fit(..., engine="ray", workers=N, strategy="model" | "data")``."""
+
+    def __init__(self, net: Network, params, optimizer, opt_state, loss, *, l1: float = 0.0, l2: float = 0.0,
+                 clip_norm: float | None = None, truncate: int | None = None, **options) -> None:
+        self.strategy, options = _options(options)
+        self.loss, self.truncate = loss, truncate
+        check_truncate(truncate)
+        if self.strategy == "data":
+            self.impl = DataParallel(net, params, optimizer, opt_state, loss, l1=l1, l2=l2, clip_norm=clip_norm,
+                                     truncate=truncate, **options)
+        else:
+            self.impl = RayNetwork(net, params, optimizer=optimizer, opt_state=opt_state, l1=l1, l2=l2,
+                                   clip_norm=clip_norm, **options)
+
+    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
+        if self.strategy == "data":
+            return self.impl.train_batch(X, Y)
+        return self.impl.train_batch(X, Y, self.loss, self.truncate)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.strategy == "data":
+            return self.impl.predict(X)
+        out = self.impl.forward(X)
+        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+
+    def params(self) -> Params:
+        return self.impl.params()
+
+    def set_params(self, params) -> None:
+        if self.strategy == "data":
+            self.impl.set_params(params)
+        else:
+            self.impl.set_params(params, self.impl.opt_state())
+
+    def opt_state(self):
+        return self.impl.opt_state()
+
+    def close(self) -> None:
+        self.impl.close()
+
+
+__all__ = ["Trainer", "loss_and_grad", "predict"]
