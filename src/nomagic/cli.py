@@ -173,6 +173,47 @@ def _add_plan(sub) -> None:
     p.set_defaults(func=_audit)
 
 
+def _playground(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print("nomagic: the playground needs its extra: pip install 'nomagic[playground]'", file=sys.stderr)
+        return 2
+    from .apps.playground.server import make_server
+
+    server = make_server(args.host, args.port)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"nomagic playground: open http://{shown}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"nomagic: warning: bound to {args.host}: other machines can reach the playground", file=sys.stderr)
+    server.run()
+    if not server.started:
+        print(f"nomagic: error: could not serve on {args.host}:{args.port} (is the port in use?)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _add_playground(sub) -> None:
+    p = sub.add_parser("playground", help="a local web page that trains a network live (like TensorFlow Playground)",
+                       description="Serve the playground: a web page that trains a small network live on the "
+                                   "tensor or the processes engine. Bound to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8765, help="the port (default 8765)")
+    p.set_defaults(func=_playground)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench
 
@@ -213,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_plan(sub)
     _add_load(sub)
+    _add_playground(sub)
     return parser
 
 
