@@ -560,7 +560,8 @@ class Session:
         d = ds.planner_data()
         train = self.train_idx[self.keep[self.train_idx]]
         days = np.sort(self.data.extra["days"][train])
-        report = audit(subset(d.weather, days), d.classes[days])
+        asked = np.sort(self.data.extra["days"])  # every day of the data set: what the model will be asked about
+        report = audit(subset(d.weather, days), d.classes[days], user_weather=subset(d.weather, asked))
         self.audit_msg = {"type": "audit", "warnings": list(report.warnings), "kinds": list(report.warning_kinds),
                           "train_days": int(report.train_days),
                           "classes": {c: int(n) for c, n in zip(CLASSES, np.bincount(d.classes[days], minlength=4))}}
@@ -788,7 +789,8 @@ class Session:
                 b = _node(ev.receiver)
                 if b:
                     links[b, "commit"] += 1
-            recent.append(str(ev))
+            if ev.kind not in ("get params", "params"):  # the page's own reads: counted, not shown
+                recent.append(str(ev))
         s.delivered += n
         self.trace_total += n
         per_link: dict[str, dict] = {}

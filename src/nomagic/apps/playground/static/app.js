@@ -289,7 +289,7 @@ function layout() {
   const gap = maxN <= 8 ? 14 : 5;
   const width = $("net").clientWidth || 560;
   const x0 = 60, xs = (width - x0 - 40) / Math.max(cols.length - 1, 1);
-  const top = 44, pos = {};
+  const top = 64, pos = {};
   cols.forEach((col, k) => {
     col.forEach((n, i) => { pos[n.id] = {x: x0 + k * xs, y: top + i * (size + gap), size, node: n}; });
   });
@@ -603,6 +603,7 @@ function spawnDot(ln, back, count) {
   const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
   c.setAttribute("r", Math.min(5, 2 + Math.log2(1 + count) / 2));
   c.setAttribute("class", "msg");
+  c.setAttribute("visibility", "hidden");
   c.setAttribute("fill", back ? "#c0392b" : "#2a9d2a");
   $("links").appendChild(c);
   st.dots.push({el: c, path: ln.el, back, t0: performance.now() + Math.random() * 120, dur: 450});
@@ -615,7 +616,7 @@ function animate(now) {
     if (f >= 1 || !d.path.isConnected) { d.el.remove(); continue; }
     if (d.back) f = 1 - f;
     const len = d.path.getTotalLength(), p = d.path.getPointAtLength(f * len);
-    d.el.setAttribute("cx", p.x); d.el.setAttribute("cy", p.y);
+    d.el.setAttribute("cx", p.x); d.el.setAttribute("cy", p.y); d.el.setAttribute("visibility", "visible");
     keep.push(d);
   }
   st.dots = keep;
