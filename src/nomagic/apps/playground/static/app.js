@@ -395,8 +395,10 @@ function renderNetwork() {
 
 function weightOf(ln, weights) {
   const w = (weights || (st.last && st.last.weights) || {})[ln.param];
-  if (!w) return 0;
-  return ln.index.length === 2 ? w[ln.index[0]][ln.index[1]] : w[ln.index[0]];
+  const row = w && w[ln.index[0]];
+  if (row === undefined) return 0;  // weights of the network before a change: the next update brings the new ones
+  const v = ln.index.length === 2 ? row[ln.index[1]] : row;
+  return typeof v === "number" ? v : 0;
 }
 function applyWeights(weights) {
   if (!st.links) return;
