@@ -2,8 +2,8 @@
 
 Classification (labels +1 / -1, or class indices 0..k-1 for ``blobs``): ``circle``, ``xor``,
 ``gauss``, ``spiral``, ``blobs`` (k Gaussian clusters, 3..6 classes) and ``planner`` (the training
-planner's shipped data: a day's maximum temperature and precipitation, and whether the athlete
-trained or rested). Regression (a real-valued label): ``plane`` and ``multigauss``. ``csv``: an
+planner's shipped data: a day's maximum temperature and precipitation (as log(1 + mm)), and
+whether the athlete trained or rested). Regression (a real-valued label): ``plane`` and ``multigauss``. ``csv``: an
 uploaded file ``x1,x2,label``.
 
 The built-in sets live on the square [-6, 6]² as in TensorFlow Playground; ``noise`` is in percent
@@ -130,10 +130,10 @@ def _multigauss(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndar
 @lru_cache(maxsize=1)
 def planner_days() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shipped athlete's days that have weather: (indices into the planner data, X = maximum
-    temperature °C and precipitation mm, whether the athlete trained). Built once."""
+    temperature °C and log(1 + precipitation mm), whether the athlete trained). Built once."""
     d = planner_data()
     ok = np.flatnonzero(~np.isnan(d.weather.temp_max) & ~np.isnan(d.weather.precipitation))
-    X = np.stack([d.weather.temp_max[ok], d.weather.precipitation[ok]], axis=1)
+    X = np.stack([d.weather.temp_max[ok], np.log1p(d.weather.precipitation[ok])], axis=1)  # rain is skewed
     y = np.where(d.classes[ok] == 0, -1.0, 1.0)  # class 0 is "rest"
     return ok, X, y
 
@@ -151,10 +151,10 @@ def _planner(n: int, noise: float, rng: np.random.Generator) -> Data:
     idx, X, y = planner_days()
     take = rng.permutation(len(y))[:n] if n < len(y) else rng.permutation(len(y))
     X = X[take].copy()
-    X += rng.normal(0, 1, X.shape) * noise * np.array([5.0, 3.0])
+    X += rng.normal(0, 1, X.shape) * noise * np.array([5.0, 0.5])
     X[:, 1] = np.maximum(X[:, 1], 0.0)
-    return Data(X, y[take].copy(), "classification", 2, domain=(-5.0, 40.0, -2.0, 58.0),
-                axes=("max temperature °C", "precipitation mm"), class_names=["rest", "train"],
+    return Data(X, y[take].copy(), "classification", 2, domain=(-5.0, 40.0, -0.3, 4.3),
+                axes=("max temperature °C", "log(1 + precipitation mm)"), class_names=["rest", "train"],
                 extra={"days": idx[take]})
 
 
