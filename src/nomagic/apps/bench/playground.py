@@ -71,7 +71,10 @@ def _start_server() -> tuple[subprocess.Popen, str]:
 
 
 async def _measure(url: str, pid: int, config: dict, windows: int, window_s: float) -> list[dict]:
-    from websockets.asyncio.client import connect
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError:  # websockets < 13
+        from websockets import connect
 
     async with connect(url.replace("http", "ws") + "/ws", max_size=2**22) as ws:
         seen = set()
