@@ -180,17 +180,31 @@ def _playground(args: argparse.Namespace) -> int:
     except ImportError:
         print("nomagic: the playground needs its extra: pip install 'nomagic[playground]'", file=sys.stderr)
         return 2
+    import socket
+
     from .apps.playground.server import make_server
 
+    try:  # say a taken port in one line, before uvicorn says it in a log
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"nomagic: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     server = make_server(args.host, args.port)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"nomagic playground: open http://{shown}:{args.port}/ (Ctrl-C stops it)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"nomagic: warning: bound to {args.host}: other machines can reach the playground", file=sys.stderr)
-    server.run()
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
     if not server.started:
-        print(f"nomagic: error: could not serve on {args.host}:{args.port} (is the port in use?)", file=sys.stderr)
+        print(f"nomagic: error: could not serve on {args.host}:{args.port}", file=sys.stderr)
         return 2
+    print("nomagic playground: stopped", file=sys.stderr)
     return 0
 
 

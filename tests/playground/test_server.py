@@ -350,3 +350,16 @@ def test_cli_help_lists_the_playground():
     r = subprocess.run([sys.executable, "-m", "nomagic", "playground", "--help"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "--port" in r.stdout and "127.0.0.1" in r.stdout
+
+
+def test_cli_on_a_taken_port_says_so_in_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "nomagic", "playground", "--port", str(port)], capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"nomagic: error: cannot serve on 127.0.0.1:{port}") and r.stderr.count("\n") == 1
