@@ -236,6 +236,61 @@ def _add_tour(sub) -> None:
     p.set_defaults(func=_tour)
 
 
+def _playground(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print("nomagic: the playground needs its extra: pip install 'nomagic[playground]'", file=sys.stderr)
+        return 2
+    import socket
+
+    from .apps.playground.server import make_server
+
+    try:  # say a taken port in one line, before uvicorn says it in a log
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"nomagic: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    server = make_server(args.host, args.port)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"nomagic playground: open http://{shown}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"nomagic: warning: bound to {args.host}: other machines can reach the playground", file=sys.stderr)
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    if not server.started:
+        print(f"nomagic: error: could not serve on {args.host}:{args.port}", file=sys.stderr)
+        return 2
+    print("nomagic playground: stopped", file=sys.stderr)
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _add_playground(sub) -> None:
+    p = sub.add_parser("playground", help="a local web page that trains a network live (like TensorFlow Playground)",
+                       description="Serve the playground: a web page that trains a small network live on the "
+                                   "tensor or the processes engine. Bound to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8765, help="the port (default 8765)")
+    p.set_defaults(func=_playground)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench
 
@@ -278,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(sub)
     _add_load(sub)
     _add_tour(sub)
+    _add_playground(sub)
     return parser
 
 

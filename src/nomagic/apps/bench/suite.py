@@ -49,12 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-BENCHMARKS = ("digits", "wide", "rnn", "processes", "runtime", "planner", "ray")
+BENCHMARKS = ("digits", "wide", "rnn", "processes", "runtime", "planner", "ray", "playground")
 COMMAND = "nomagic bench --write-results"
 TORCH_THREADS = (1, 2)  # PyTorch is measured on both; the faster median is the reference
 ADAM_KINDS = ("fused", "foreach")  # fused=True is the reference; foreach=True its own row
 NEEDS = {"digits": ("torch", "sklearn"), "wide": ("torch",), "rnn": ("torch",), "processes": ("sklearn",),
-         "runtime": (), "ray": ("ray",)}
+         "runtime": (), "ray": ("ray",), "playground": ("starlette", "uvicorn", "websockets")}
 JAX_MISSING = "JAX not installed"
 _BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _CHILD = "NOMAGIC_BENCH_CHILD"
@@ -786,7 +786,8 @@ def bench_runtime(quick: bool, info: dict) -> list[dict]:
 RUNNERS = {"digits": bench_digits, "wide": bench_wide, "rnn": bench_rnn, "processes": bench_processes,
            "runtime": bench_runtime,
            "planner": lambda quick, info: _script_rows("planner", _script("planner").run(quick=quick)),
-           "ray": lambda quick, info: _script_rows("ray engine", _script("ray").run(quick=quick))}
+           "ray": lambda quick, info: _script_rows("ray engine", _script("ray").run(quick=quick)),
+           "playground": lambda quick, info: _script_rows("playground", _script("playground").run(quick=quick))}
 
 
 def missing_dependency(names: Sequence[str]) -> str | None:
@@ -819,7 +820,8 @@ def run_benchmarks(quick: bool = False, only: list[str] | None = None, info: dic
 SUITE_TITLES = {"digits": "Tensor engine: the digits MLP", "wide": "Tensor engine: a wide MLP",
                 "rnn": "Tensor engine: recurrent layers", "processes": "Processes engine",
                 "runtime": "Process runtime", "planner": "Training planner: import and plan",
-                "ray": "Ray engine: 1 against 2 workers, message volume"}
+                "ray": "Ray engine: 1 against 2 workers, message volume",
+                "playground": "Playground: live updates streamed to a page"}
 
 
 def _block(name: str, text: str) -> str:
