@@ -140,3 +140,15 @@ def test_stream_of_a_network_in_the_event_loop():
     np.testing.assert_allclose(out, NET.predict(P, X), atol=1e-12)
     assert stream.dropped == 0 and [e.seq for e in got] == list(range(len(got)))
     assert sum(e.kind == "forward" for e in got) == 3 * 4 + 4 * 2
+
+
+def test_drain_takes_what_is_queued_without_waiting():
+    from nomagic.engines.processes import EventStream
+    from nomagic.engines.processes.trace import MessageEvent
+
+    s = EventStream(maxsize=3)
+    for i in range(5):
+        s.offer(lambda i=i: MessageEvent(i, 0.0, "a", "b", "forward", str(i), 1))
+    got = s.drain()
+    assert [e.seq for e in got] == [0, 1, 2] and s.dropped == 2 and s.delivered == 3 and len(s) == 0
+    assert s.drain() == []

@@ -114,3 +114,29 @@ def test_fault_specs_are_checked():
     with pytest.raises(InvalidInputError, match="restart_period"):
         NET.predict(P, X, engine="processes", restart_period=0)
     assert Fault("dense_0[0]").neuron == "dense_0[0]"
+
+
+def test_a_crash_armed_while_the_network_runs():
+    X, y = _data()
+    P = NET.init(seed=0, dtype="float64")
+    loss = get_loss("cross_entropy")
+    Y = np.eye(3)[y]
+    calm, hit = ProcessNetwork(NET, P, optimizer=nm.sgd(0.1)), ProcessNetwork(NET, P, optimizer=nm.sgd(0.1))
+    try:
+        for pn in (calm, hit):
+            pn.train_batch(X, Y, loss)
+        assert hit.pending_faults == 0 and hit.restarts("dense_0[1]") == 0
+        hit.inject(Fault("dense_0[1]", "backward", batch=1))
+        assert hit.pending_faults == 1
+        with pytest.raises(InvalidInputError):
+            hit.inject(Fault("dense_9[0]"))  # checked against the network: a typo would never fire
+        for pn in (calm, hit):
+            pn.train_batch(X, Y, loss)
+        assert hit.pending_faults == 0 and hit.restarts("dense_0[1]") == 1
+        for k, v in calm.params().items():
+            assert np.array_equal(hit.params()[k], v), k
+        with pytest.raises(InvalidInputError, match="no process"):
+            hit.restarts("nobody")
+    finally:
+        calm.close()
+        hit.close()

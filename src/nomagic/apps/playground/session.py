@@ -493,7 +493,6 @@ class Session:
 
     def on_inject_crash(self, msg: dict) -> list[dict]:
         from ...engines.processes import Fault
-        from ...engines.processes.faults import check_faults
 
         if self.config["engine"] != "processes":
             raise InvalidInputError("inject_crash: switch the engine to 'processes' first (only neuron processes "
@@ -506,12 +505,11 @@ class Session:
         if not isinstance(neuron, str) or neuron not in names:
             raise InvalidInputError(f"inject_crash: no neuron {json.dumps(neuron)[:40]}; "
                                     f"the neurons are: {', '.join(list(names)[:40])}")
-        if len(pn.ctx.faults) >= 8:
+        if pn.pending_faults >= 8:
             raise InvalidInputError("inject_crash: 8 crashes are already waiting; train a step first")
-        fault = check_faults([Fault(neuron, phase=phase, batch=self.pn_batches, times=1)], w)[0]
+        pn.inject(Fault(neuron, phase=phase, batch=self.pn_batches, times=1))
         g = names[neuron]
-        pn.ctx.faults.append(fault)
-        self.armed.append((neuron, g, pn.restarts(pn.ctx.pids[g]), phase))
+        self.armed.append((neuron, g, pn.restarts(neuron), phase))
         return [{"type": "note", "message": f"crash armed: neuron {neuron} will crash in its {phase} phase of the "
                                             "next batch"}]
 
@@ -615,7 +613,7 @@ class Session:
         pn = self.trainer.pn
         still = []
         for neuron, g, before, phase in self.armed:
-            now = pn.restarts(pn.ctx.pids[g])
+            now = pn.restarts(neuron)
             if now > before:
                 self.notes.append(f"neuron {neuron} crashed ({phase}), restarted from its snapshot; training went on "
                                   f"(restart {now})")
@@ -774,9 +772,7 @@ class Session:
         kinds: Counter = Counter()
         recent: deque = deque(maxlen=8)
         n = 0
-        q = s._queue  # drained here, in the event loop's thread that also trains: no await needed
-        while q:
-            ev = q.popleft()
+        for ev in s.drain():  # in the event loop's thread that also trains: no await needed
             if ev.kind == "dropped":
                 continue
             n += 1

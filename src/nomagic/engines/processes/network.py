@@ -101,7 +101,13 @@ class ProcessNetwork:
         return self.rt.process_count
 
     def restarts(self, pid) -> int:
-        """How many times the process ``pid`` (a sensor, neuron, actuator or the cortex) was restarted."""
+        """How many times the process ``pid`` (a sensor, neuron, actuator or the cortex) was restarted;
+        a neuron may be named instead ("dense_0[2]")."""
+        if isinstance(pid, str):
+            names = {self.wiring.name(g): g for g in range(self.wiring.size)}
+            if pid not in names:
+                raise InvalidInputError(f"no process named {pid!r} in this network")
+            pid = self.ctx.pids[names[pid]]
         return self.processes.restarts(pid)
 
     # -- the live trace --
@@ -258,6 +264,18 @@ class ProcessNetwork:
         steps = pairs[0][1] if pairs else 0
         return OptState(steps, {s: self._to_params([pr[0][s] for pr in pairs])
                                 for s in self.ctx.optimizer.slot_names})
+
+    def inject(self, fault: Fault) -> Fault:
+        """Arm one more fault (checked against this network, as ``faults=`` are): for a crash
+        asked for while the network runs, as the playground does."""
+        (checked,) = check_faults([fault], self.wiring)
+        self.ctx.faults.append(checked)
+        return checked
+
+    @property
+    def pending_faults(self) -> int:
+        """How many armed faults have not fired yet."""
+        return sum(f.times > 0 for f in self.ctx.faults)
 
     def close(self) -> None:
         try:

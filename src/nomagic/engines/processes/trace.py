@@ -144,6 +144,14 @@ class EventStream:
             except RuntimeError:  # the loop has closed
                 pass
 
+    def drain(self) -> list[MessageEvent]:
+        """Every event queued now, without waiting (for a reader in the thread that also runs the
+        network: it never needs to await)."""
+        q = self._queue
+        out = [q.popleft() for _ in range(len(q))]
+        self.delivered += len(out)
+        return out
+
     def close(self) -> None:
         """End the stream: no more events come in; what is queued is still delivered."""
         if not self.closed:
