@@ -505,6 +505,8 @@ class Runtime:
                         box = p._box
                         if box is None:
                             p._wait = ANY  # parked: on no queue until a message comes
+                            if journal is not None and not journal:  # (a _LazyJournal is true)
+                                record.journal = None  # emptied by a snapshot: drop the list
                             break
                         value = box.popleft()
                         if not box:
