@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import count
-from types import GeneratorType
+from types import FunctionType, GeneratorType
 from typing import Any, NamedTuple
 
 from ..errors import EngineError, InvalidInputError
@@ -505,6 +505,8 @@ class Runtime:
                         box = p._box
                         if box is None:
                             p._wait = ANY  # parked: on no queue until a message comes
+                            if journal is not None and not journal:  # (a _LazyJournal is true)
+                                record.journal = None  # emptied by a snapshot: drop the list
                             break
                         value = box.popleft()
                         if not box:
@@ -659,6 +661,24 @@ class Runtime:
         self._live.add(p)
         self._run.append(p)
         return p
+
+    def _spawn_children(self, spec: Child, records: list[_ChildRecord]) -> list[Pid]:
+        """``_spawn_child`` for many children of one spec: the spec's function is checked once
+        (a million neurons start by one loop)."""
+        fn = spec.fn
+        if not records or type(fn) is not FunctionType or not fn.__code__.co_flags & _CO_GENERATOR:
+            return [self._spawn_child(record) for record in records]  # checked (and refused) one by one
+        cls, ids, name, args = self._cls, self._ids, spec.name, spec.args
+        live, run = self._live, self._run
+        children = []
+        for record in records:
+            p = cls(self, next(ids), name)
+            p._sup = record
+            p._gen = fn(p, record.state, *args)  # a generator function's call: a generator
+            live.add(p)
+            run.append(p)
+            children.append(p)
+        return children
 
     def _restart(self, p: Process) -> None:
         """Start a held (crashed) child again in place, from its snapshot, replaying the
@@ -819,9 +839,10 @@ class Supervisor:
         self.pid = runtime.spawn(self._supervise, name=name)
         if states is not None:
             self._records = [_ChildRecord(template, self.pid, state) for state in states]
+            self.children: list[Pid] = runtime._spawn_children(template, self._records)
         else:
             self._records = [_ChildRecord(spec, self.pid, spec.state) for spec in specs]
-        self.children: list[Pid] = [runtime._spawn_child(record) for record in self._records]
+            self.children = [runtime._spawn_child(record) for record in self._records]
 
     def restarts(self, child: Pid) -> int:
         """How many times ``child`` has been restarted so far."""

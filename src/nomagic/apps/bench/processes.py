@@ -16,10 +16,13 @@ Measures, against the goals of DESIGN.md:
   (goal: >= 2,000 samples/s), and the largest param difference between the two engines after
   the same epochs, in float32 and in float64 (goal: <= 1e-8 in float64).
 
-Nothing is asserted: rows are printed (``python -m nomagic.apps.bench.processes [--quick]``) and
-returned by :func:`run` (name, value, unit, n, a note, and where they mean something
-reference and reference_name, ratio, goal, goal_op ("<=" or ">=") and met). ``--quick`` uses
-100,000 neurons and one epoch.
+Every timing is taken several times (the million-neuron run each time in a fresh interpreter;
+the two engines' training runs in turns, after a warm-up run of each) and reported as the median
+with the min and max beside it; nothing is a best-of. Nothing is asserted: rows are printed
+(``python -m nomagic.apps.bench.processes [--quick]``) and returned by :func:`run`: name, value
+(the median), min, max, repeats, unit, n, counts (what exactly is counted), a note, and where they
+mean something reference (the reference's repeats) and reference_name, ratio (of the medians),
+goal, goal_op ("<=" or ">=") and met. ``--quick`` uses 100,000 neurons, one epoch and 3 repeats.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -155,13 +159,16 @@ def million(n: int) -> dict:
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30}
 
 
-def million_in_child(n: int) -> dict:
-    """:func:`million` in a fresh interpreter: its memory figures are then its own."""
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--million", str(n)],
-                          capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"the million-neuron run failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def million_in_child(n: int, repeats: int) -> list[dict]:
+    """:func:`million`, ``repeats`` times, each in a fresh interpreter: its memory figures are then its own."""
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--million", str(n)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"the million-neuron run failed: {done.stderr.strip()[-2000:]}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
 
 
 # -- (c) training the digits network ---------------------------------------------------------------
@@ -174,24 +181,30 @@ def _digits():
     return digits_network(), split.X_train, split.y_train
 
 
-def train_digits(batch_size: int, epochs: int, dtype: str, repeats: int) -> dict:
-    """Samples/s of nm.fit on both engines (best of ``repeats``) and their largest param difference."""
+def train_digits(batch_size: int, epochs: int, dtype: str, repeats: int, warmup: int = 1) -> dict:
+    """Samples/s of nm.fit on both engines, ``repeats`` runs of each in turns after ``warmup`` runs of
+    each (not counted), and their largest param difference after the last."""
     net, X, y = _digits()
     args = {"loss": "cross_entropy", "epochs": epochs, "batch_size": batch_size, "seed": 0, "dtype": dtype,
             "verbose": False}
-    best = {"tensor": float("inf"), "processes": float("inf")}
+    work = epochs * len(X)
+    rates: dict[str, list[float]] = {"processes": [], "tensor": []}
     models = {}
-    for _ in range(repeats):
+    for r in range(warmup + repeats):
         for engine in ("processes", "tensor"):  # in turns: a change in load touches both alike
             gc.collect()
             t0 = time.perf_counter()
             models[engine] = nm.fit(net, X, y, optimizer=nm.adam(1e-3), engine=engine, **args)
-            best[engine] = min(best[engine], time.perf_counter() - t0)
+            if r >= warmup:
+                rates[engine].append(work / (time.perf_counter() - t0))
     a, b = models["processes"].params, models["tensor"].params
     diff = max(float(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)).max()) for k in a)
-    work = epochs * len(X)
-    return {"processes": work / best["processes"], "tensor": work / best["tensor"], "diff": diff,
-            "n": len(X)}
+    return {**rates, "diff": diff, "n": len(X)}
+
+
+def _summary(values: list[float]) -> dict:
+    """A timing row's figures: the median (``value``), min, max and how many repeats."""
+    return {"value": statistics.median(values), "min": min(values), "max": max(values), "repeats": len(values)}
 
 
 # -- all of it -------------------------------------------------------------------------------------------
@@ -202,65 +215,92 @@ def run(quick: bool = False) -> list[dict]:
     n_mem = 20_000 if quick else 200_000
     n_big = 100_000 if quick else 1_000_000
     epochs = 1 if quick else 3
-    repeats = 1 if quick else 2
+    repeats = 3  # the million-neuron runs and the training runs each
     rows: list[dict] = []
 
-    def row(name: str, value, unit: str, n: int | None = None, note: str = "", **extra) -> None:
-        r = {"name": name, "value": value, "unit": unit, "n": n, "note": note}
+    def row(name: str, value, unit: str, n: int | None = None, note: str = "", counts: str = "", **extra) -> None:
+        r = {"name": name, "value": value, "unit": unit, "n": n, "counts": counts, "note": note}
         r.update(extra)
         rows.append(r)
 
+    def timing(name: str, values: list[float], unit: str, n: int | None, counts: str, note: str = "",
+               **extra) -> None:
+        rows.append({"name": name, **_summary(values), "unit": unit, "n": n, "counts": counts, "note": note,
+                     **extra})
+
     mem = memory_per_neuron(n_mem)
     row("processes: memory per neuron process", mem["started"], "bytes", n_mem,
-        f"tracemalloc: spawned {mem['spawned']:.0f} B, then started (run to the first receive); "
+        f"spawned {mem['spawned']:.0f} B, then started (run to the first receive); "
         f"inputs(1) then dense(N): {mem['processes']:,} processes",
+        counts=f"bytes per neuron = tracemalloc'd bytes that making the ProcessNetwork of {n_mem:,} one-synapse "
+        "neurons and running each process to its first receive allocates, the wiring apart, ÷ N; one run",
         goal=KB, goal_op="<=", met=mem["started"] <= KB)
     row("processes: wiring per neuron", mem["wiring"], "bytes", n_mem,
-        "tracemalloc: the neuron-level graph as arrays, made once per network (not per process)")
+        "the neuron-level graph as arrays, made once per network (not per process)",
+        counts=f"bytes per neuron = tracemalloc'd bytes of wiring_for(net) ÷ {n_mem:,}; one run")
     X1 = np.linspace(-1.0, 1.0, 4, dtype=np.float32).reshape(4, 1)
     after = memory_after_training(_wide(n_mem), X1, np.zeros((4, n_mem), np.float32), "mse")
+    after_counts = ("bytes per neuron = (tracemalloc'd bytes still allocated after making the ProcessNetwork and one "
+                    "training batch with Adam, every neuron committed and the garbage collected − the wiring − "
+                    "the neurons' own weights and Adam slots, arrays and dict) ÷ neurons; one run")
     row("processes: memory per neuron process after a training batch", after["rest"], "bytes", n_mem,
-        f"tracemalloc, inputs(1) then dense(N), Adam: {after['total']:.0f} B in all = wiring {after['wiring']:.0f} B"
+        f"inputs(1) then dense(N), Adam: {after['total']:.0f} B in all = wiring {after['wiring']:.0f} B"
         f" + own weights and slots {after['own']:.0f} B + the rest (process, snapshot, journal)",
-        goal=KB, goal_op="<=", met=after["rest"] <= KB)
+        counts=after_counts, goal=KB, goal_op="<=", met=after["rest"] <= KB)
     net_d, Xd, yd = _digits()
     Xd = Xd[:64].astype(np.float32)
     Yd = np.eye(10, dtype=np.float32)[yd[:64]]
     dig = memory_after_training(net_d, Xd, Yd, "cross_entropy")
     row("processes: memory per digits neuron after a training batch", dig["rest"], "bytes", dig["n"],
-        f"tracemalloc, 64-128-128-10, Adam, batch 64: {dig['total']:,.0f} B in all = wiring {dig['wiring']:,.0f} B "
-        f"+ own weights and slots {dig['own']:,.0f} B + the rest (process, snapshot, journal)")
+        f"64-128-128-10, Adam, batch 64: {dig['total']:,.0f} B in all = wiring {dig['wiring']:,.0f} B "
+        f"+ own weights and slots {dig['own']:,.0f} B + the rest (process, snapshot, journal)",
+        counts=after_counts, goal=KB, goal_op="<=", met=dig["rest"] <= KB)
 
-    big = million_in_child(n_big)
-    start = big["wiring_s"] + big["spawn_s"]
-    row(f"processes: start {n_big:,} neuron processes (wiring + spawn)", start, "s", n_big,
-        f"wiring {big['wiring_s']:.2f} s, spawn {big['spawn_s']:.2f} s; net.init {big['init_s']:.2f} s not "
-        "counted", goal=5.0, goal_op="<=", met=start <= 5.0)
-    row(f"processes: start {n_big:,}, and run each to its first receive", start + big["first_receive_s"], "s",
-        n_big, f"first receive {big['first_receive_s']:.2f} s more", goal=5.0, goal_op="<=",
-        met=start + big["first_receive_s"] <= 5.0)
-    row("processes: resident memory per neuron process", big["rss_per_neuron"], "bytes", n_big,
-        f"/proc/self/statm growth over spawn and start, fresh interpreter; the wiring adds "
-        f"{big['rss_wiring_per_neuron']:.0f} B/neuron; peak RSS {big['peak_rss_gib']:.2f} GiB",
-        goal=KB, goal_op="<=", met=big["rss_per_neuron"] <= KB)
-    row(f"processes: forward pass, {n_big:,} neurons, batch 4", big["forward_s"], "s", n_big,
-        f"largest difference from the tensor engine's output: {big['max_diff']:.1e} (float32); output "
-        f"{tuple(big['shape'])}; peak RSS {big['peak_rss_gib']:.2f} GiB")
+    big = million_in_child(n_big, repeats)
+    start = [r["wiring_s"] + r["spawn_s"] for r in big]
+    started = [r["wiring_s"] + r["spawn_s"] + r["first_receive_s"] for r in big]
+    med = {k: statistics.median(r[k] for r in big) for k in ("wiring_s", "spawn_s", "first_receive_s", "init_s",
+                                                                "rss_wiring_per_neuron", "peak_rss_gib")}
+    fresh = f"each run in a fresh interpreter; {repeats} runs"
+    timing(f"processes: start {n_big:,} neuron processes (wiring + spawn)", start, "s", n_big,
+           f"seconds of wiring_for(net) and of making the ProcessNetwork (spawning every process), wall clock; {fresh}",
+           f"medians: wiring {med['wiring_s']:.2f} s, spawn {med['spawn_s']:.2f} s; net.init "
+           f"{med['init_s']:.2f} s not counted", goal=5.0, goal_op="<=", met=statistics.median(start) <= 5.0)
+    timing(f"processes: start {n_big:,}, and run each to its first receive", started, "s", n_big,
+           f"seconds of wiring, spawn and running every process to its first receive, wall clock; {fresh}",
+           f"first receive {med['first_receive_s']:.2f} s more (median)", goal=5.0, goal_op="<=",
+           met=statistics.median(started) <= 5.0)
+    rss = [r["rss_per_neuron"] for r in big]
+    timing("processes: resident memory per neuron process", rss, "bytes", n_big,
+           f"bytes per neuron = growth of /proc/self/statm's resident set over spawn and start ÷ {n_big:,}; {fresh}",
+           f"the wiring adds {med['rss_wiring_per_neuron']:.0f} B/neuron; peak RSS {med['peak_rss_gib']:.2f} GiB "
+           "(medians)", goal=KB, goal_op="<=", met=statistics.median(rss) <= KB)
+    worst = max(r["max_diff"] for r in big)
+    timing(f"processes: forward pass, {n_big:,} neurons, batch 4", [r["forward_s"] for r in big], "s", n_big,
+           f"seconds of one pn.predict of 4 samples (the first after start), wall clock; {fresh}",
+           f"largest difference from the tensor engine's output: {worst:.1e} (float32); output "
+           f"{tuple(big[0]['shape'])}")
 
     for bs in (256, 128):  # the goal is set at batch 256; batch 128 is for information
         t = train_digits(bs, epochs, "float32", repeats)
-        goal = {"goal": 2000.0, "goal_op": ">=", "met": t["processes"] >= 2000.0} if bs == 256 else {}
-        row(f"processes: digits 64-128-128-10 training, batch {bs}", t["processes"], "samples/s", t["n"],
-            f"nm.fit Adam 1e-3, {epochs} epoch(s) of {t['n']} samples, float32, best of {repeats}; "
-            f"tensor engine {t['tensor']:,.0f} samples/s", reference=t["tensor"], reference_name="tensor engine",
-            ratio=t["processes"] / t["tensor"], **goal)
+        ours = statistics.median(t["processes"])
+        goal = {"goal": 2000.0, "goal_op": ">=", "met": ours >= 2000.0} if bs == 256 else {}
+        timing(f"processes: digits 64-128-128-10 training, batch {bs}", t["processes"], "samples/s", t["n"],
+               f"samples/s = {epochs} epoch(s) × {t['n']:,} training samples ÷ seconds of one whole nm.fit call "
+               f"(Adam 1e-3, float32), wall clock; {repeats} runs of each engine in turns after a warm-up run of each",
+               f"tensor engine {statistics.median(t['tensor']):,.0f} samples/s (median)",
+               reference=t["tensor"], reference_name="tensor engine",
+               ratio=ours / statistics.median(t["tensor"]), **goal)
         row(f"processes vs tensor: max param difference, batch {bs}, float32", t["diff"], "abs", t["n"],
             f"after {epochs} epoch(s); float32 rounding, summed in another order and amplified by "
-            "Adam's m/sqrt(v) where gradients are tiny")
-    t64 = train_digits(256, epochs, "float64", 1)
+            "Adam's m/sqrt(v) where gradients are tiny",
+            counts="the largest absolute difference between the two engines' params after the last run")
+    t64 = train_digits(256, epochs, "float64", 1, warmup=0)
     row("processes vs tensor: max param difference, batch 256, float64", t64["diff"], "abs", t64["n"],
-        f"after {epochs} epoch(s) of nm.fit; processes {t64['processes']:,.0f} samples/s, tensor "
-        f"{t64['tensor']:,.0f} samples/s in float64", goal=1e-8, goal_op="<=", met=t64["diff"] <= 1e-8)
+        f"after {epochs} epoch(s) of nm.fit; one run each: processes {t64['processes'][0]:,.0f} samples/s, tensor "
+        f"{t64['tensor'][0]:,.0f} samples/s in float64",
+        counts="the largest absolute difference between the two engines' params after one run each",
+        goal=1e-8, goal_op="<=", met=t64["diff"] <= 1e-8)
     return rows
 
 
@@ -280,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     for r in run(quick="--quick" in argv):
         goal = "" if r.get("goal") is None else \
             f" goal {r['goal_op']} {_fmt(r['goal'])}: {'met' if r['met'] else 'NOT met'}"
-        print(f"{r['name']:<66} {_fmt(r['value']):>10} {r['unit']:<9}{goal}  {r['note']}")
+        spread = f" [{_fmt(r['min'])} – {_fmt(r['max'])}], n={r['repeats']}" if "min" in r else ""
+        print(f"{r['name']:<66} {_fmt(r['value']):>10}{spread} {r['unit']:<9}{goal}  {r['note']}")
 
 
 if __name__ == "__main__":

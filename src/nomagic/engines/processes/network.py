@@ -71,10 +71,11 @@ class ProcessNetwork:
         self.ctx = ctx = Context(w, optimizer, l1, l2, check_faults(faults, w))
         ctx.clip_norm = clip_norm
         self.rt = rt = Runtime()
-        ps = w.split(w.layout.flatten(P, self.dtype))
+        own = w.own_params()  # made for these splits, then dropped
+        ps = w.split(w.layout.flatten(P, self.dtype), own)
         names = optimizer.slot_names
         if opt_state is not None and names:
-            sl = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype)) for s in names}
+            sl = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype), own) for s in names}
             steps = opt_state.step
         else:
             sl = {s: [np.zeros_like(p) for p in ps] for s in names}
@@ -241,8 +242,8 @@ class ProcessNetwork:
         Ye = Y.transpose(1, 0, 2) if Y.ndim == 3 else Y
         return self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit))
 
-    def _to_params(self, ps: list[np.ndarray]) -> Params:
-        return self.wiring.layout.to_params(self.wiring.join(ps, self.dtype))
+    def _to_params(self, ps: list[np.ndarray], own: tuple | None = None) -> Params:
+        return self.wiring.layout.to_params(self.wiring.join(ps, self.dtype, own))
 
     def params(self) -> Params:
         """The params, asked of every neuron by message."""
@@ -253,16 +254,20 @@ class ProcessNetwork:
         P = check_params(self.net, params, self.dtype)
         names = self.ctx.optimizer.slot_names
         sl = None
+        own = w.own_params()
         if opt_state is not None and names:
-            per = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype)) for s in names}
+            per = {s: w.split(w.layout.flatten(opt_state.slots[s], self.dtype), own) for s in names}
             sl = [{s: per[s][k] for s in names} for k in range(w.n_neurons)]
         steps = 0 if opt_state is None else opt_state.step
-        self._call(SetParams(w.split(w.layout.flatten(P, self.dtype)), sl, steps))
+        ps = w.split(w.layout.flatten(P, self.dtype), own)
+        del own
+        self._call(SetParams(ps, sl, steps))
 
     def opt_state(self):
         pairs = self._call(GetSlots(None))
         steps = pairs[0][1] if pairs else 0
-        return OptState(steps, {s: self._to_params([pr[0][s] for pr in pairs])
+        own = self.wiring.own_params()
+        return OptState(steps, {s: self._to_params([pr[0][s] for pr in pairs], own)
                                 for s in self.ctx.optimizer.slot_names})
 
     def inject(self, fault: Fault) -> Fault:

@@ -27,32 +27,30 @@ def role_process(me, state, make, *args):
     start = getattr(machine, "start", None)
     if start is not None:  # (re)started: anything its snapshot left due
         start(me)
-    while True:
-        msg = yield ANY
-        if handle(msg, me):
+    while True:  # (the message is no local: a sensor would keep its last batch's inputs alive)
+        if handle((yield ANY), me):
             return
 
 
 def neuron_process(me, state, ctx: Context):
     """A neuron. ``state`` is the snapshot it starts from (see ``neuron``); its g follows from its
-    pid, so a million neurons need no argument tuple each."""
-    stop = neuron.STOP
+    pid, so a million neurons need no argument tuple each. It keeps no message in a local once
+    it is handled, and as few locals as it can: a million idle frames."""
     handle = None  # in a batch: the machine's handler; between batches the machine is `state`
     if state[3] is not None:  # restarted in the middle of a batch
         handle = neuron.restart(ctx, ctx.neuron_index(me), state, me)
         if type(handle) is tuple:
             state, handle = handle, None
     while True:
-        msg = yield ANY
-        if handle is not None:
-            nxt = handle(msg)
+        if handle is None:
+            nxt = neuron.idle(ctx, ctx.neuron_index(me), state, (yield ANY), me)
+        else:
+            nxt = handle((yield ANY))
             if nxt is None:  # the batch goes on: the hot path
                 continue
-        else:
-            nxt = neuron.idle(ctx, ctx.neuron_index(me), state, msg, me)
         if type(nxt) is tuple:
             state, handle = nxt, None
-        elif nxt is stop:
+        elif nxt is neuron.STOP:
             return
         else:
             handle = nxt

@@ -145,34 +145,34 @@ class Wiring:
 
     def own_params(self) -> tuple[np.ndarray, np.ndarray]:
         """``param_index`` of every neuron at once: (index, ptr), neuron g's positions being
-        ``index[ptr[k]:ptr[k + 1]]`` with k = g − n_sensors. Made once, with NumPy."""
-        own = self.__dict__.get("_own")
-        if own is None:
-            keep = self.in_param >= 0
-            owner = np.repeat(np.arange(self.size), np.diff(self.in_ptr))[keep]  # ascending
-            has_bias = self.bias_param >= 0
-            ptr = np.concatenate([[0], np.cumsum(self.n_trainable + has_bias)])
-            index = np.empty(int(ptr[-1]), dtype=np.int64)
-            rank = np.arange(len(owner)) - np.searchsorted(owner, owner)  # its place among g's
-            index[ptr[owner] + rank] = self.in_param[keep]
-            gb = np.flatnonzero(has_bias)
-            index[ptr[gb + 1] - 1] = self.bias_param[gb]  # the bias comes last
-            own = self._own = (index, ptr[self.n_sensors:])
-        return own
+        ``index[ptr[k]:ptr[k + 1]]`` with k = g − n_sensors. Made with NumPy when asked for, and
+        not kept: it is one int per param (98 per digits neuron, more than the rest of what a
+        neuron process costs), and only starting, ``params()`` and ``set_params`` need it."""
+        keep = self.in_param >= 0
+        owner = np.repeat(np.arange(self.size), np.diff(self.in_ptr))[keep]  # ascending
+        has_bias = self.bias_param >= 0
+        ptr = np.concatenate([[0], np.cumsum(self.n_trainable + has_bias)])
+        index = np.empty(int(ptr[-1]), dtype=np.int64)
+        rank = np.arange(len(owner)) - np.searchsorted(owner, owner)  # its place among g's
+        index[ptr[owner] + rank] = self.in_param[keep]
+        gb = np.flatnonzero(has_bias)
+        index[ptr[gb + 1] - 1] = self.bias_param[gb]  # the bias comes last
+        return index, ptr[self.n_sensors:]
 
-    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+    def split(self, flat: np.ndarray, own: tuple | None = None) -> list[np.ndarray]:
         """Each neuron's own params, cut out of the network's flat param vector: views into
-        one gathered copy (a slice costs far less than a gather per neuron)."""
-        index, ptr = self.own_params()
+        one gathered copy (a slice costs far less than a gather per neuron). ``own``: what
+        ``own_params()`` gave, to make it once for several calls."""
+        index, ptr = self.own_params() if own is None else own
         values = flat[index]
         bounds = ptr.tolist()
         return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def join(self, ps: list[np.ndarray], dtype) -> np.ndarray:
+    def join(self, ps: list[np.ndarray], dtype, own: tuple | None = None) -> np.ndarray:
         """The network's flat param vector, gathered back from every neuron's p."""
         flat = np.zeros(self.layout.size, dtype=dtype)
         if ps:
-            flat[self.own_params()[0]] = np.concatenate(ps)
+            flat[(self.own_params() if own is None else own)[0]] = np.concatenate(ps)
         return flat
 
 
