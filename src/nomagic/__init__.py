@@ -22,6 +22,7 @@ from .io.onnx_export import export_onnx
 from .io.torch_interop import from_torch_state_dict, to_torch_state_dict, torch_module
 from .model.activations import ACTIVATIONS, get_activation
 from .model.builder import GraphBuilder, NeuronRef
+from .model.dropout import dropout
 from .model.graph import Block, Layer, Network, Population
 from .model.graph import set_renderer as _set_renderer
 from .model.layers import Stage, dense, inputs
@@ -62,7 +63,7 @@ __all__ = [
     "ACTIVATIONS", "LOSSES", "Block", "EmptyDataError", "EngineError", "GraphError",
     "InvalidInputError", "LabelError", "Layer", "MissingDependencyError", "ModelFileError",
     "Network", "NomagicError", "NonFiniteError", "Params", "ParamsError", "Population",
-    "ShapeError", "Stage", "UnknownNameError", "dense", "get_activation", "get_loss", "inputs",
+    "ShapeError", "Stage", "UnknownNameError", "dense", "dropout", "get_activation", "get_loss", "inputs",
     "__version__", "load", "Adam", "OptState", "Optimizer", "SGD", "adam", "sgd",
     "AdamW", "RMSprop", "adamw", "rmsprop", "Schedule", "constant", "step_decay", "exponential_decay",
     "cosine_decay", "schedule_from_json", "ReduceLROnPlateau",

@@ -2,7 +2,7 @@
 network onto whole-layer operations: the fused tensor kernels and torch conversion.
 
 A network is a plain chain when it was piped from ``nm.inputs(n)`` through ``dense``,
-``recurrent``, ``lstm`` and ``gru`` layers and not changed since: rebuilding it from its layer
+``recurrent``, ``lstm``, ``gru`` and ``dropout`` layers and not changed since: rebuilding it from its layer
 records gives the same populations and blocks.
 """
 
@@ -12,27 +12,31 @@ from dataclasses import dataclass, replace
 
 from .graph import Network
 
-CHAIN_KINDS = ("dense", "recurrent", "lstm", "gru")
+CHAIN_KINDS = ("dense", "recurrent", "lstm", "gru", "dropout")
 
 
 @dataclass(frozen=True)
 class ChainLayer:
     """One layer of a plain chain: what a whole-layer operation needs to know."""
 
-    kind: str  # "dense", "recurrent", "lstm" or "gru"
+    kind: str  # "dense", "recurrent", "lstm", "gru" or "dropout"
     name: str
     units: int
     n_in: int
-    activation: str  # dense and recurrent; "tanh" for the gated cells
+    activation: str  # dense and recurrent; "tanh" for the gated cells; "linear" for dropout
     bias: bool
     return_sequences: bool
+    rate: float = 0.0  # dropout only
 
 
 def _stage(layer):
+    from .dropout import dropout
     from .layers import dense
     from .recurrent import gru, lstm, recurrent
 
     c = layer.config
+    if layer.kind == "dropout":
+        return dropout(float(c["rate"]), name=layer.name)
     if layer.kind == "dense":
         return dense(int(c["units"]), c["activation"], bias=bool(c["bias"]), name=layer.name)
     if layer.kind == "recurrent":
@@ -90,6 +94,10 @@ def plain_chain(net: Network) -> tuple[ChainLayer, ...] | None:
     for layer in net.layers[1:]:
         c = layer.config
         prev = net.layers[net.layers.index(layer) - 1]
+        if layer.kind == "dropout":
+            n = net.population(prev.output).size
+            out.append(ChainLayer("dropout", layer.name, n, n, "linear", False, False, float(c["rate"])))
+            continue
         out.append(ChainLayer(layer.kind, layer.name, int(c["units"]), net.population(prev.output).size,
                               str(c.get("activation", "tanh")), bool(c.get("bias", True)),
                               bool(c.get("return_sequences", False))))

@@ -58,6 +58,9 @@ class Population:
     ``bias`` is the param key of the population's bias vector, or None for no bias.
     ``static`` marks populations after a sequence was reduced to its last step: in a recurrent
     network they are evaluated once, not at every time step.
+    ``dropout`` is a rate in [0, 1): in a training step with a dropout key, the population's
+    output is multiplied by a mask (``nomagic.model.dropout``); only linear populations may have
+    one (``nm.dropout`` builds them), and they may not feed a recurrent synapse.
     """
 
     name: str
@@ -69,6 +72,7 @@ class Population:
     layer: str = ""
     static: bool = False
     labels: tuple[str, ...] | None = None
+    dropout: float = 0.0
 
     def neuron_name(self, i: int) -> str:
         return self.labels[i] if self.labels else f"{self.name}[{i}]"
@@ -351,6 +355,11 @@ class Network:
                 )
             if p.role == "input" and position[p.name] != 0:
                 raise GraphError("only the first population may be the input population")
+            if p.dropout:
+                if isinstance(p.dropout, bool) or not isinstance(p.dropout, (int, float)) \
+                        or not 0.0 < p.dropout < 1.0 or p.role == "input" or p.activation != "linear":
+                    raise GraphError(f"population {p.name!r}: dropout needs a linear neuron population and "
+                                     f"a rate in [0, 1); got rate {p.dropout!r}, activation {p.activation!r}")
         for b in self.blocks:
             if b.source not in position or b.target not in position:
                 raise GraphError(f"block {b.source!r} -> {b.target!r} names an unknown population")
@@ -362,6 +371,9 @@ class Network:
                     "must point to a later population (use a recurrent synapse for a loop)"
                 )
             src, dst = self.population(b.source), self.population(b.target)
+            if b.recurrent and src.dropout:
+                raise GraphError(f"dropout population {b.source!r} feeds a recurrent synapse; dropout goes "
+                                 "between layers, never on recurrent connections")
             if b.kind == "dense":
                 if not b.weight:
                     raise GraphError(f"dense block {b.source!r} -> {b.target!r} needs a param key")
@@ -439,13 +451,16 @@ class Network:
                 d["mask"] = [[int(i), int(j)] for i, j in zip(*np.nonzero(b.mask))]
             return d
 
-        return {
-            "populations": [
-                {"name": p.name, "size": p.size, "activation": p.activation,
+        def population(p: Population) -> dict:
+            d = {"name": p.name, "size": p.size, "activation": p.activation,
                  "aggregation": p.aggregation, "bias": p.bias, "role": p.role, "layer": p.layer,
                  "static": p.static, "labels": list(p.labels) if p.labels else None}
-                for p in self.populations
-            ],
+            if p.dropout:  # only then: files and fingerprints of networks without dropout stay as they were
+                d["dropout"] = p.dropout
+            return d
+
+        return {
+            "populations": [population(p) for p in self.populations],
             "blocks": [block(b) for b in self.blocks],
             "layers": [{"name": la.name, "kind": la.kind, "populations": list(la.populations),
                         "output": la.output, "config": dict(la.config)} for la in self.layers],
@@ -461,7 +476,8 @@ class Network:
                                bias=None if p["bias"] is None else str(p["bias"]),
                                role=str(p["role"]), layer=str(p["layer"]),
                                static=bool(p["static"]),
-                               labels=tuple(map(str, p["labels"])) if p.get("labels") else None)
+                               labels=tuple(map(str, p["labels"])) if p.get("labels") else None,
+                               dropout=float(p.get("dropout", 0.0)))
                     for p in d["populations"]]
             sizes = {p.name: p.size for p in pops}
             blocks = []
