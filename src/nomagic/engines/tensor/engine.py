@@ -6,6 +6,10 @@ segment is evaluated for all time steps at once (one big matrix product instead 
 Arrays of a population hold (batch, n) values, or (time, batch, n) for populations that run at
 every time step. Backpropagation runs the same plan in reverse; through time it is BPTT, with
 ``truncate`` limiting how many steps a gradient may travel back.
+
+Dropout (``nomagic.model.dropout``): with a dropout key, a population with a dropout rate
+multiplies its output by its masks (one (batch, n) array, the same for every time step), and the
+delta arriving at it by the same masks; without a key it is the identity.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import InvalidInputError
+from ...model import dropout as _dropout
 from ...model.activations import get_activation
 from ...model.graph import Block, Network, Population
 from ...model.losses import get_loss
@@ -23,7 +28,7 @@ from ...model.validation import check_inputs, check_targets
 from ..cache import PlanCache
 from ..objective import add_penalty_grad, check_truncate, clip_scale, horizon, penalty, uses_logits
 from . import blas as _blas
-from .fused import Chain, DenseOp, Workspace, chain_for
+from .fused import Chain, DenseOp, DropoutOp, Workspace, chain_for
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Plan:
                               for p in seg.pops for b in self.incoming[p.name])
         self.segments = segments
         self.single_output = net.output_population
+        self.dropout = _dropout.dropout_populations(net)
 
     def is_step(self, name: str) -> bool:
         return name in self.step_pops
@@ -88,6 +94,7 @@ class Tape:
         self.z: dict[str, np.ndarray] = {}
         self.contribs: dict[str, list[np.ndarray]] = {}  # product aggregations only
         self.weights: dict[str, np.ndarray] = {}  # masked weights actually used
+        self.drop: dict[str, np.ndarray] = {}  # dropout masks (batch, n) by population, in training
 
 
 def _weight(P, tape: Tape, b: Block) -> np.ndarray:
@@ -138,7 +145,9 @@ def _forward_all(plan: Plan, P, tape: Tape, pop: Population) -> None:
         z = np.zeros(lead + (pop.size,), dtype=tape.a[plan.input].dtype)
     z = _finish(plan, P, pop, z)
     tape.z[pop.name] = z
-    tape.a[pop.name] = plan.act[pop.name].forward(z)
+    a = plan.act[pop.name].forward(z)
+    m = tape.drop.get(pop.name) if tape.drop else None
+    tape.a[pop.name] = a if m is None else a * m
     if contribs is not None:
         tape.contribs[pop.name] = contribs
 
@@ -197,11 +206,17 @@ def _forward_stepped(plan: Plan, P, tape: Tape, seg) -> None:
             z = _finish(plan, P, pop, z)
             tape.z[name][t] = z
             tape.a[name][t] = plan.act[name].forward(z)
+            if tape.drop and name in tape.drop:
+                tape.a[name][t] *= tape.drop[name]
 
 
-def forward(plan: Plan, P, X: np.ndarray) -> Tape:
-    """Run the network on checked inputs; returns the tape (every z and a)."""
+def forward(plan: Plan, P, X: np.ndarray, dropout: tuple | None = None) -> Tape:
+    """Run the network on checked inputs; returns the tape (every z and a). ``dropout``: a
+    checked dropout key (a training step), or None (dropout layers are the identity)."""
     tape = Tape()
+    if dropout is not None:
+        B = X.shape[0]
+        tape.drop = {pop.name: _dropout.mask(pop.dropout, dropout, ids, B, X.dtype) for pop, ids in plan.dropout}
     tape.a[plan.input] = np.ascontiguousarray(X.transpose(1, 0, 2)) if plan.temporal else X
     for seg in plan.segments:
         if seg.stepped:
@@ -312,7 +327,8 @@ def _backward_all(plan, P, tape, sink, da, dz_loss, pop) -> None:
     name = pop.name
     dz = None
     if name in da:
-        dz = plan.act[name].backward(tape.z[name], tape.a[name], da[name])
+        d = da[name] if name not in tape.drop else da[name] * tape.drop[name]
+        dz = plan.act[name].backward(tape.z[name], tape.a[name], d)
     if name in dz_loss:
         dz = dz_loss[name] if dz is None else dz + dz_loss[name]
     if dz is None:
@@ -341,7 +357,8 @@ def _backward_stepped(plan, P, tape, sink, da, dz_loss, seg, truncate) -> None:
     for t in range(T - 1, -1, -1):
         for pop in rev:
             name = pop.name
-            dz = plan.act[name].backward(tape.z[name][t], tape.a[name][t], acc[name][t])
+            d = acc[name][t] if name not in tape.drop else acc[name][t] * tape.drop[name]
+            dz = plan.act[name].backward(tape.z[name][t], tape.a[name][t], d)
             if name in dz_loss:
                 dz = dz + dz_loss[name][t]
             dzs[name][t] = dz
@@ -427,28 +444,35 @@ def _prepare(net: Network, params, dtype=None):
     return plan_for(net), P, dt
 
 
-def predict(net: Network, params, X, fused: bool = True, **options) -> np.ndarray:
+def predict(net: Network, params, X, fused: bool = True, dropout_key=None, **options) -> np.ndarray:
     """The network's outputs for X, as a new array.
 
     ``fused=False`` runs the generic population-by-population path even for a plain chain of
     layers (the reference the fast path is tested against); the numbers agree to rounding.
+    ``dropout_key=(seed, epoch, batch)`` gives the outputs a training step with that key sees
+    (dropout applied); without it, dropout layers are the identity.
     """
     _no_options(options)
     plan, P, dt = _prepare(net, params)
     X = check_inputs(net, X, dt)
+    key = _dropout.check_key(dropout_key)
     chain = _chain(net, fused)
     with _blas.single_threaded(_small(plan, chain, X.shape)):
         if chain is not None:
-            y = chain.forward(P, Workspace(), X)
+            y = chain.forward(P, Workspace(), X, dropout=key)
         else:
-            y = outputs(plan, forward(plan, P, X))
+            y = outputs(plan, forward(plan, P, X, key))
         return np.array(to_user_layout(plan, y))
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
-                  fused: bool = True, **options):
-    """(mean loss, gradients as Params with the same keys and shapes as ``params``)."""
+                  fused: bool = True, dropout_key=None, **options):
+    """(mean loss, gradients as Params with the same keys and shapes as ``params``).
+
+    ``dropout_key=(seed, epoch, batch)``: dropout layers apply the masks of that key, as in
+    training (see ``nomagic.model.dropout``); None (the default): they are the identity."""
     _no_options(options)
+    key = _dropout.check_key(dropout_key)
     loss_fn = get_loss(loss)
     plan, P, dt = _prepare(net, params)
     X = check_inputs(net, X, dt)
@@ -459,9 +483,9 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
         if chain is not None:
             grads = {k: np.empty_like(v) for k, v in P.items()}
             value = chain.loss_and_grad(P, Workspace(), X, targets_to_engine(plan, Y), loss_fn, grads,
-                                        truncate)
+                                        truncate, dropout=key)
         else:
-            tape = forward(plan, P, X)
+            tape = forward(plan, P, X, key)
             value, dy, dz = loss_on_tape(plan, tape, loss_fn, targets_to_engine(plan, Y))
             grads = backward(plan, P, tape, dy, dz, truncate=truncate)
     return value, Params._adopt({k: grads[k] for k in P})
@@ -531,8 +555,10 @@ class Trainer:
                     a, b = self.layout.offsets[spec.key]
                     self.weight_mask[a:b] = 1.0 if spec.mask is None else spec.mask.ravel()
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """One optimizer step on a checked batch; returns the objective before the step."""
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
+        """One optimizer step on a checked batch; returns the objective before the step.
+        ``dropout_key``: (seed, epoch, batch) of the dropout masks (``nm.fit`` gives it); None:
+        dropout layers are the identity."""
         plan = self.plan
         mode = self._modes.get(X.shape)
         if mode is None:
@@ -540,9 +566,9 @@ class Trainer:
         self._use(mode)
         if self.chain is not None:
             value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), self.loss,
-                                             self.G, self.truncate)
+                                             self.G, self.truncate, dropout=dropout_key)
         else:
-            tape = forward(plan, self.P, X)
+            tape = forward(plan, self.P, X, dropout_key)
             value, dy, dz = loss_on_tape(plan, tape, self.loss, targets_to_engine(plan, Y))
             backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
             self.ws.out = (tape, False)
@@ -579,7 +605,7 @@ class Trainer:
     def _mode(self, X_shape: tuple) -> str:
         if _small(self.plan, self.chain, X_shape):
             return "small"
-        dense = self.chain is not None and all(isinstance(op, DenseOp) for op in self.chain.ops)
+        dense = self.chain is not None and all(isinstance(op, (DenseOp, DropoutOp)) for op in self.chain.ops)
         return "team" if dense and 2 <= self._threads <= self.TEAM_MAX else "blas"
 
     def _use(self, mode: str) -> None:

@@ -34,6 +34,10 @@ are halved once (an exact operation in floating point), so one tanh call serves 
 gates. The results equal the generic engine's to rounding (tests/test_fused_recurrent.py checks
 1e-12 in float64); ``fused=False`` (an option of the tensor engine) runs the generic path.
 
+A dropout layer is a ``DropoutOp``: with a dropout key (``Chain.forward(..., dropout=key)``, kept
+in the workspace for the pass) it multiplies its input, and on the way back its delta, by the
+layer's masks (``nomagic.model.dropout``); without one it hands its input on unchanged.
+
 The fast path is taken only when the network is exactly what the builders produce (checked by
 rebuilding it from its layer records); anything else — graphs built neuron by neuron, masks,
 edited files — runs on the generic engine.
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...model import dropout as _dropout
 from ...model.activations import get_activation
 from ...model.chains import plain_chain
 from ...model.gates import GATES, sigmoid_first
@@ -187,6 +192,41 @@ class DenseOp:
         dx = ws.get((self.idx, "dx"), (d2.shape[0], W.shape[0]), d2.dtype)
         ws.matmul(d2, W.T, dx)
         return dx.reshape(lead + (W.shape[0],))
+
+
+# -- dropout -----------------------------------------------------------------------------------
+
+
+class DropoutOp:
+    """a = x·m with the layer's masks m (0 or 1/(1 − rate), one per sample and neuron, the same
+    for every time step) when the pass has a dropout key; a = x without one."""
+
+    KEY = "dropout"  # where Chain.forward leaves the pass's dropout key in ``ws.saved``
+
+    def __init__(self, idx: int, name: str, units: int, rate: float, neurons: np.ndarray) -> None:
+        self.idx, self.units, self.rate, self.neurons = idx, units, rate, neurons
+        self.output_activation = "linear"
+
+    def largest_gemm(self, rows: int, n_in: int) -> int:
+        return 0
+
+    def forward(self, P, ws: Workspace, x: np.ndarray, train: bool, logits: bool) -> np.ndarray:
+        key = ws.saved.get(self.KEY)
+        if key is None or not self.rate:
+            ws.saved[self.idx] = None
+            return x
+        m = _dropout.mask(self.rate, key, self.neurons, x.shape[-2], x.dtype)
+        ws.saved[self.idx] = m
+        return np.multiply(x, m, out=ws.get((self.idx, "a"), x.shape, x.dtype))
+
+    def backward(self, P, ws: Workspace, G, d: np.ndarray, d_is_z: bool, need_dx: bool,
+                 truncate) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        m = ws.saved[self.idx]
+        if m is None:
+            return d
+        return np.multiply(d, m, out=ws.get((self.idx, "dx"), d.shape, d.dtype))
 
 
 # -- recurrent layers -----------------------------------------------------------------------------
@@ -615,7 +655,7 @@ class Chain:
         self.net, self.ops = net, ops
         self.temporal = net.is_recurrent
         self.n_inputs = net.n_inputs
-        sizes = [net.n_inputs] + [op.units if isinstance(op, DenseOp) else op.H for op in ops]
+        sizes = [net.n_inputs] + [op.H if isinstance(op, _RecurrentOp) else op.units for op in ops]
         self._sizes = sizes
 
     def largest_gemm(self, X_shape: tuple) -> int:
@@ -631,8 +671,11 @@ class Chain:
                 seq = op.seq
         return best
 
-    def forward(self, P, ws: Workspace, X: np.ndarray, train: bool = False, loss=None) -> np.ndarray:
-        """Outputs in engine layout ((time, batch, n) for sequences) for checked inputs X."""
+    def forward(self, P, ws: Workspace, X: np.ndarray, train: bool = False, loss=None,
+                dropout: tuple | None = None) -> np.ndarray:
+        """Outputs in engine layout ((time, batch, n) for sequences) for checked inputs X;
+        ``dropout``: the pass's dropout key, or None (dropout layers are the identity)."""
+        ws.saved[DropoutOp.KEY] = dropout
         x = np.ascontiguousarray(X.transpose(1, 0, 2)) if self.temporal else X
         last = len(self.ops) - 1
         logits = train and self._fused_loss(loss)
@@ -643,9 +686,9 @@ class Chain:
     def _fused_loss(self, loss) -> bool:
         return loss is not None and uses_logits(loss, self.ops[-1].output_activation)
 
-    def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None) -> float:
+    def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None, dropout=None) -> float:
         """Forward, loss and backward; gradients are written into the arrays of ``G``."""
-        out = self.forward(P, ws, X, train=True, loss=loss)
+        out = self.forward(P, ws, X, train=True, loss=loss, dropout=dropout)
         if self._fused_loss(loss):
             value, d = loss.from_logits(self.ops[-1].logits(ws), Y_engine)
             is_z = True
@@ -665,7 +708,9 @@ def _compile(net: Network) -> Chain | None:
         return None
     ops = []
     for idx, layer in enumerate(layers):
-        if layer.kind == "dense":
+        if layer.kind == "dropout":
+            ops.append(DropoutOp(idx, layer.name, layer.units, layer.rate, _dropout.neuron_ids(net, layer.name)))
+        elif layer.kind == "dense":
             ops.append(DenseOp(idx, layer.name, layer.units, layer.activation, layer.bias))
         elif layer.kind == "recurrent":
             ops.append(ElmanOp(idx, layer.name, layer.units, layer.return_sequences, layer.activation))
