@@ -128,14 +128,15 @@ class Cortex:
 
     def _start(self, job: tuple, out) -> None:
         """Send batch b out: X is (T, B, features); Y None for a prediction."""
-        X, Y, loss_fn, truncate, commit = job
+        X, Y, loss_fn, truncate, commit = job[:5]
+        key = job[5] if len(job) > 5 and Y is not None else None
         ctx, b = self.ctx, self.b
         wiring = ctx.wiring
         T, B = X.shape[0], X.shape[1]
         train = Y is not None
         out_pop = wiring.net.output_population
         fused = bool(train and out_pop is not None and uses_logits(loss_fn, out_pop.activation))
-        begin = Begin(b, T, B, train, fused, horizon(T, truncate))
+        begin = Begin(b, T, B, train, fused, horizon(T, truncate), key)
         for pid in ctx.pids[wiring.n_sensors:]:
             out.send(pid, begin)
         for k, pid in enumerate(ctx.actuator_pids):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError
+from ...model.dropout import check_key
 from ...model.graph import Network
 from ...model.losses import get_loss
 from ...model.params import Params, check_params
@@ -41,8 +42,11 @@ def predict(net: Network, params, X, **options) -> np.ndarray:
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
-                  **options):
-    """Loss and gradients, by one forward and one backward pass of messages (no update)."""
+                  dropout_key=None, **options):
+    """Loss and gradients, by one forward and one backward pass of messages (no update).
+    ``dropout_key=(seed, epoch, batch)`` applies the dropout masks of that key (as in training);
+    None: dropout layers are the identity."""
+    key = check_key(dropout_key)
     loss_fn = get_loss(loss)
     P = check_params(net, params)
     dt = next(iter(P.values())).dtype
@@ -51,7 +55,7 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     check_truncate(truncate)
     pn = ProcessNetwork(net, P, **_options(options))
     try:
-        value, grads = pn.train_batch(X, Y, loss_fn, truncate, commit=False)
+        value, grads = pn.train_batch(X, Y, loss_fn, truncate, commit=False, dropout=key)
     finally:
         pn.close()
     return value, pn._to_params(grads)
@@ -67,8 +71,8 @@ class Trainer:
         self.pn = ProcessNetwork(net, params, optimizer=optimizer, opt_state=opt_state, l1=l1,
                                  l2=l2, clip_norm=clip_norm, **_options(options))
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
-        return self.pn.train_batch(X, Y, self.loss, self.truncate)
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
+        return self.pn.train_batch(X, Y, self.loss, self.truncate, dropout=dropout_key)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         out = self.pn.forward(X)

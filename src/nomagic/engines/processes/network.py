@@ -235,12 +235,14 @@ class ProcessNetwork:
         return out.transpose(1, 0, 2) if out.ndim == 3 else out
 
     def train_batch(self, X: np.ndarray, Y: np.ndarray, loss, truncate: int | None = None,
-                    commit: bool = True):
+                    commit: bool = True, dropout: tuple | None = None):
         """One forward and backward pass; with ``commit`` every neuron then updates itself and
-        the loss is returned, else (loss, each neuron's gradient) and nothing changes."""
+        the loss is returned, else (loss, each neuron's gradient) and nothing changes.
+        ``dropout``: the batch's dropout key (seed, epoch, batch), or None (no dropout)."""
         Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
         Ye = Y.transpose(1, 0, 2) if Y.ndim == 3 else Y
-        return self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit))
+        return self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit,
+                                   dropout))
 
     def _to_params(self, ps: list[np.ndarray], own: tuple | None = None) -> Params:
         return self.wiring.layout.to_params(self.wiring.join(ps, self.dtype, own))

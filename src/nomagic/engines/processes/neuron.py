@@ -5,6 +5,9 @@ slots, and nothing else knows them:
 
 forward   it waits for a value from every source (a whole mini-batch as one vector), aggregates
           (Σ wⱼxⱼ + b, or Π wⱼxⱼ + b), activates, and sends the result to every consumer;
+dropout   a neuron of a dropout population (linear, fed one-to-one) computes its own masks for
+          the batch's samples from the ``Begin``'s dropout key and its global index g, multiplies
+          its output by them at every step, and its delta on the way back (model/dropout.py);
 backward  it waits for a delta from every consumer, computes its own delta
           dz = f'(z)·Σ deltas, sends wⱼ·dz to each source, and sums its weight gradients xⱼ·dz;
 commit    when the cortex has every neuron's gradient norm (for clipping) it says commit, and
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ...model import dropout as _dropout
 from ...model.activations import get_activation
 from ..objective import add_penalty_grad, penalty
 from .context import Context, send_value
@@ -119,16 +123,20 @@ class Batch:
                  "plain_out", "actuator", "peers", "peer_pos", "n_peers", "Tl", "X", "X_flat", "xs", "filled",
                  "count", "need", "Z", "A", "PZ", "pz_filled", "pz_count", "nd", "out_slot", "D", "D_flat", "ds",
                  "d_filled", "d_count", "d_need", "PD", "pd_filled", "pd_count", "grad", "w_pos", "plain_in",
-                 "delta_to", "fwd_t", "bwd_t", "sm_wait", "smd_wait", "da_wait", "phase", "faults")
+                 "delta_to", "fwd_t", "bwd_t", "sm_wait", "smd_wait", "da_wait", "phase", "faults", "drop")
 
     def __init__(self, ctx: Context, g: int, p: np.ndarray, slots: dict, steps: int, batch: tuple, out) -> None:
         wiring = ctx.wiring
         pids = ctx.pids
         self.ctx, self.g, self.p, self.slots, self.steps, self.out = ctx, g, p, slots, steps, out
         self.send = out.send
-        self.b, T, B, train, self.fused, self.horizon = batch
+        self.b, T, B, train, self.fused, self.horizon = batch[:6]
         self.T, self.B, self.train = T, B, train
         pop = wiring.pops[wiring.pop_of_l[g]]
+        key = batch[6] if len(batch) > 6 else None
+        # a dropout neuron's multipliers for the batch's samples (the same at every step), or None
+        self.drop = _dropout.mask(pop.dropout, key, (g,), B, p.dtype)[:, 0] \
+            if key is not None and pop.dropout and train else None
         self.act = get_activation(pop.activation)
         self.softmax = softmax = pop.activation == "softmax"
         self.product = pop.aggregation == "product"
@@ -350,7 +358,8 @@ class Batch:
                         for pid in self.peers:
                             send(pid, ("pz", b, t, peer_pos, z))
                     else:
-                        self._forward_done(t, z, self.act.forward(z))
+                        a = self.act.forward(z)
+                        self._forward_done(t, z, a if self.drop is None else a * self.drop)
                         self.fwd_t = t + 1
                     progressed = True
                 if self.fwd_t == self.Tl:
@@ -395,6 +404,8 @@ class Batch:
                         for pid in self.peers:
                             send(pid, ("pd", b, t, peer_pos, da * self.A[t]))
                     else:
+                        if self.drop is not None:
+                            da = da * self.drop
                         dz = np.zeros(self.B, self.dt) if self.softmax else self.act.backward(self.Z[t], self.A[t], da)
                         if dz_loss is not None:
                             dz = dz + dz_loss

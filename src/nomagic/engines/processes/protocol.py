@@ -24,11 +24,13 @@ def _tagged(tag: str):
     def deco(cls):
         n = len(cls._fields) - 1
 
+        defaults = tuple(cls._field_defaults.values())  # the last fields may have defaults
+
         def __new__(klass, *args):
-            if len(args) != n:
+            if not n - len(defaults) <= len(args) <= n:
                 raise TypeError(f"{klass.__name__} takes {n} values ({', '.join(klass._fields[1:])}); "
                                 f"got {len(args)}")
-            return _new(klass, (tag, *args))
+            return _new(klass, (tag, *args, *defaults[len(defaults) - (n - len(args)):]))
 
         cls.__new__ = __new__
         cls.TAG = tag
@@ -42,13 +44,15 @@ def _tagged(tag: str):
 @_tagged("batch")
 class RunBatch(NamedTuple):
     """outside → cortex: run one mini-batch. X is (T, B, features); Y None for a prediction;
-    ``commit`` False only asks for the gradient."""
+    ``commit`` False only asks for the gradient; ``dropout`` the batch's dropout key
+    (seed, epoch, batch[, first row]) or None (dropout layers are the identity)."""
     tag: str
     X: Any
     Y: Any
     loss: Any
     truncate: int | None
     commit: bool
+    dropout: tuple | None = None
 
 
 @_tagged("get")
@@ -97,7 +101,9 @@ class Status(NamedTuple):
 class Begin(NamedTuple):
     """cortex → neuron, first in every batch: batch b has T steps of B samples; ``train``: a
     backward pass follows; ``fused``: the loss gradient arrives as dz (softmax + cross-entropy);
-    ``horizon``: the first step that backward reaches (truncated BPTT)."""
+    ``horizon``: the first step that backward reaches (truncated BPTT); ``dropout``: the dropout
+    key (seed, epoch, batch[, first row]) from which a dropout neuron computes its own mask for
+    the batch's samples, or None (a prediction, or training without dropout)."""
     tag: str
     b: int
     T: int
@@ -105,6 +111,7 @@ class Begin(NamedTuple):
     train: bool
     fused: bool
     horizon: int
+    dropout: tuple | None = None
 
 
 @_tagged("begin")
