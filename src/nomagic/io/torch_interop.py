@@ -1,6 +1,6 @@
 """Params to and from PyTorch, and the same network as a torch ``nn.Module``.
 
-A network piped from ``nm.dense``, ``nm.recurrent``, ``nm.lstm`` and ``nm.gru`` layers maps onto
+A network piped from ``nm.dense``, ``nm.recurrent``, ``nm.lstm``, ``nm.gru`` and ``nm.dropout`` layers maps onto
 an ``nn.ModuleDict`` with one module per layer, keyed by our layer names, so the state-dict keys
 are ``<layer>.<torch name>``:
 
@@ -17,6 +17,8 @@ lstm           ``nn.LSTM``        gates stacked in torch's order i, f, g, o:
 gru            ``nn.GRU``         gates in torch's order r, z, n: ``weight_ih_l0`` from W,
                                   ``weight_hh_l0`` from U, ``bias_ih_l0`` = [b_r; b_z; b_n],
                                   ``bias_hh_l0`` = [0; 0; b_hn]
+dropout        ``nn.Dropout``     none (the identity at inference, in ``eval()`` mode; in
+                                  ``train()`` mode torch draws its own masks, not ours)
 =============  =================  =============================================================
 
 Torch keeps two biases per gate where one is enough (they are only ever added), except the GRU's
@@ -75,6 +77,8 @@ def _torch_shapes(net: Network) -> dict[str, tuple[int, ...]]:
     """Every state-dict key of the torch twin, with its shape, in torch's order."""
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in _layers(net):
+        if layer.kind == "dropout":  # no params
+            continue
         units, n_in = int(layer.config["units"]), _in_size(net, layer)
         if layer.kind == "dense":
             shapes[f"{layer.name}.weight"] = (units, n_in)
@@ -98,6 +102,8 @@ def to_torch_state_dict(net: Network, params) -> dict:
     out: dict[str, np.ndarray] = {}
     for layer in layers:
         name = layer.name
+        if layer.kind == "dropout":  # no params
+            continue
         if layer.kind == "dense":
             out[f"{name}.weight"] = P[f"{name}.weight"].T
             if layer.config["bias"]:
@@ -174,6 +180,8 @@ def from_torch_state_dict(net: Network, state_dict, dtype=None) -> Params:
     ours: dict[str, np.ndarray] = {}
     for layer in layers:
         name = layer.name
+        if layer.kind == "dropout":  # no params
+            continue
         if layer.kind == "dense":
             ours[f"{name}.weight"] = S[f"{name}.weight"].T
             if layer.config["bias"]:
@@ -236,6 +244,8 @@ def _module_class():
                     x = module(x)
                     if extra is not None:
                         x = _activation(torch, extra)(x)
+                elif kind == "dropout":  # nn.Dropout: the identity in eval mode
+                    x = module(x)
                 else:
                     x, _ = module(x)
                     if not extra:  # return_sequences=False: the last step only
@@ -260,6 +270,9 @@ def torch_module(net: Network, params=None, dtype=None):
     specs = []
     for layer in layers:
         c = layer.config
+        if layer.kind == "dropout":
+            specs.append((layer.name, nn.Dropout(float(c["rate"])), "dropout", None))
+            continue
         units, n_in = int(c["units"]), _in_size(net, layer)
         if layer.kind == "dense":
             act = c["activation"]

@@ -19,6 +19,7 @@ import numpy as np
 from ..engines import get_engine
 from ..engines.base import OptState
 from ..errors import CallbackError, InvalidInputError, NomagicError
+from ..model.dropout import has_dropout
 from ..model.graph import Network
 from ..model.losses import get_loss
 from ..model.params import Params, as_dtype, check_params
@@ -103,7 +104,9 @@ class Loop:
 
     The arguments mean what they mean for ``nm.fit``. Mini-batches are drawn from a
     permutation seeded by (seed, epoch), where ``epoch`` counts from the start of training
-    (``epoch=`` and ``opt_state=`` continue an earlier run exactly). The trainer is built when
+    (``epoch=`` and ``opt_state=`` continue an earlier run exactly). A network with dropout
+    layers is trained with the dropout key (seed, epoch, batch index in the epoch) of each
+    batch, so its masks too are the same however a run is cut. The trainer is built when
     the first run starts, after the ``fit_start`` handlers, and released by ``close()`` (or at
     the end of the ``with`` block).
 
@@ -176,6 +179,7 @@ class Loop:
         self._calls = {e: [fn for fn in (_overrides(h, e) for h in self.handlers) if fn is not None]
                        for e in EVENTS}
         self._needs_outputs = self._logits_ok = False
+        self._dropout = has_dropout(net)
         self._reference_predict = None
         self.end_epoch = self.state["epoch"]
         self.record: dict[str, Any] = {}
@@ -295,20 +299,24 @@ class Loop:
         want = self._needs_outputs
         last_outputs = getattr(trainer, "last_outputs", None) if want else None
         logits_ok = self._logits_ok
+        dropout, seed = self._dropout, self.seed
+        kw: dict = {}  # dropout: the batch's key, which decides its masks
         total = 0.0
         done = n
         out = None
         fn = None
         for b, start in enumerate(range(0, n, bs)):
             xb, yb = Xe[start:start + bs], Ye[start:start + bs]
+            if dropout:
+                kw = {"dropout_key": (seed, epoch, b)}
             if not want:
-                value = train(xb, yb)
+                value = train(xb, yb, **kw)
             elif last_outputs is not None:
-                value = train(xb, yb)
+                value = train(xb, yb, **kw)
                 out = last_outputs(logits_ok)
             else:  # an engine that cannot hand back its outputs: the reference engine computes them
-                out = self._reference_predict(self.net, trainer.params(), xb)
-                value = train(xb, yb)
+                out = self._reference_predict(self.net, trainer.params(), xb, **kw)
+                value = train(xb, yb, **kw)
             if not math.isfinite(value):
                 raise NomagicError(
                     f"training diverged at epoch {epoch + 1} (loss {value}); lower the "

@@ -121,13 +121,19 @@ class DataParallel:
             raise
         return results
 
-    def gradient(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        """(mean loss, flat mean gradient) over the whole batch, from the shares."""
+    def gradient(self, X: np.ndarray, Y: np.ndarray, dropout: tuple | None = None) -> tuple[float, np.ndarray]:
+        """(mean loss, flat mean gradient) over the whole batch, from the shares. ``dropout``:
+        the batch's dropout key; each share's rows keep their positions in the whole batch."""
         t0 = time.perf_counter()
         n = len(X)
         cut = shares(n, self.n_workers)
         ref = self.session.ray.put(self.flat)
-        out = self._map("grad", {k: (ref, X[a:b], Y[a:b]) for k, (a, b) in enumerate(cut)})
+        if dropout is None:
+            out = self._map("grad", {k: (ref, X[a:b], Y[a:b]) for k, (a, b) in enumerate(cut)})
+        else:
+            first = dropout[3] if len(dropout) > 3 else 0
+            out = self._map("grad", {k: (ref, X[a:b], Y[a:b], (*dropout[:3], first + a))
+                                     for k, (a, b) in enumerate(cut)})
         value = 0.0
         g = np.zeros_like(self.flat)
         for k, (a, b) in enumerate(cut):  # in worker order: the same sums every time
@@ -140,8 +146,8 @@ class DataParallel:
                      "bytes_in": int(sum(out[k][1].nbytes for k in out))}
         return value, g
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
-        value, g = self.gradient(X, Y)
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout: tuple | None = None) -> float:
+        value, g = self.gradient(X, Y, dropout)
         w = self.flat
         if self.weight_mask is not None:  # the penalty on weights, not biases (as the tensor engine)
             masked = w * self.weight_mask

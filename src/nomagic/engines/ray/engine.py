@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError
+from ...model.dropout import check_key
 from ...model.graph import Network
 from ...model.losses import get_loss
 from ...model.params import Params, check_params
@@ -65,8 +66,10 @@ def predict(net: Network, params, X, **options) -> np.ndarray:
         rn.close()
 
 
-def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None, **options):
-    """Loss and gradients on Ray workers (no update)."""
+def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None, dropout_key=None,
+                  **options):
+    """Loss and gradients on Ray workers (no update); ``dropout_key`` as the tensor engine's."""
+    key = check_key(dropout_key)
     strategy, options = _options(options)
     loss_fn = get_loss(loss)
     P = check_params(net, params)
@@ -77,13 +80,13 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     if strategy == "data":
         dp = DataParallel(net, P, None, None, loss_fn, truncate=truncate, **options)
         try:
-            value, g = dp.gradient(X, Y)
+            value, g = dp.gradient(X, Y, key)
         finally:
             dp.close()
         return value, Params(dp.layout.to_params(g))
     rn = RayNetwork(net, P, **options)
     try:
-        value, grads = rn.train_batch(X, Y, loss_fn, truncate, commit=False)
+        value, grads = rn.train_batch(X, Y, loss_fn, truncate, commit=False, dropout=key)
     finally:
         rn.close()
     return value, rn._to_params(grads)
@@ -104,10 +107,10 @@ class Trainer:
             self.impl = RayNetwork(net, params, optimizer=optimizer, opt_state=opt_state, l1=l1, l2=l2,
                                    clip_norm=clip_norm, **options)
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
         if self.strategy == "data":
-            return self.impl.train_batch(X, Y)
-        return self.impl.train_batch(X, Y, self.loss, self.truncate)
+            return self.impl.train_batch(X, Y, dropout_key)
+        return self.impl.train_batch(X, Y, self.loss, self.truncate, dropout=dropout_key)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.strategy == "data":

@@ -383,11 +383,13 @@ class RayNetwork:
         out = self.forward(X)
         return out.transpose(1, 0, 2) if out.ndim == 3 else out
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray, loss, truncate: int | None = None, commit: bool = True):
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, loss, truncate: int | None = None, commit: bool = True,
+                    dropout: tuple | None = None):
         """As ``ProcessNetwork.train_batch``."""
         Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
         Ye = Y.transpose(1, 0, 2) if Y.ndim == 3 else Y
-        out = self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit),
+        out = self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit,
+                                  dropout),
                          snapshot=commit)
         if commit:
             self.steps_done += 1

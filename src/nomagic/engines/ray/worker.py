@@ -160,12 +160,13 @@ class Worker:
         net = network_from(net)
         self.data = (net, loss, truncate, FlatLayout({s.key: s.shape for s in net.param_specs()}))
 
-    def grad(self, flat: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple:
-        """(mean loss, flat gradient, seconds) of the tensor engine on this share of a batch."""
+    def grad(self, flat: np.ndarray, X: np.ndarray, Y: np.ndarray, dropout: tuple | None = None) -> tuple:
+        """(mean loss, flat gradient, seconds) of the tensor engine on this share of a batch
+        (``dropout``: the dropout key, with the position of the share's first row)."""
         t0 = time.perf_counter()
         net, loss, truncate, layout = self.data
         value, grads = get_engine("tensor").loss_and_grad(net, layout.to_params(flat), X, Y, loss=loss,
-                                                          truncate=truncate)
+                                                          truncate=truncate, dropout_key=dropout)
         g = layout.flatten(grads, flat.dtype)
         return value, g, time.perf_counter() - t0
 
