@@ -42,8 +42,10 @@ class Trainer(Protocol):
     **engine_options)``; ``nm.fit`` drives it batch by batch and always calls ``close``.
     """
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """One optimizer step on a checked batch; returns the objective (loss + penalty) before it."""
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
+        """One optimizer step on a checked batch; returns the objective (loss + penalty) before it.
+        ``dropout_key`` (seed, epoch, batch) decides the dropout masks (``nomagic.model.dropout``);
+        ``nm.Loop`` passes it only for a network with dropout layers."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Outputs for checked inputs with the current params."""
