@@ -224,6 +224,19 @@ def test_engines_train_a_recurrent_net_to_the_same_params():
     assert max_diff(ref.params, net.init(seed=3, dtype="float64")) > 1e-4  # it trained
 
 
+def test_a_crashed_dropout_neuron_restarts_with_the_same_masks():
+    from nomagic.engines.processes import Fault
+
+    net = dense_net()
+    X, y = dense_data()
+    kw = {**FIT, "epochs": 2, "loss": "cross_entropy"}
+    ref = nm.fit(net, X, y, **kw)
+    faults = [Fault("dropout_0[2]", "forward", batch=1), Fault("dropout_1[0]", "backward", batch=3),
+              Fault("cortex", "backward", batch=5)]
+    crashed = nm.fit(net, X, y, engine="processes", faults=faults, **kw)
+    assert max_diff(crashed.params, ref.params) <= TOL
+
+
 def test_two_epochs_then_two_more_equal_four():
     net = dense_net()
     X, y = dense_data()
