@@ -43,7 +43,17 @@ class Trainer(Protocol):
     """
 
     def train_batch(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """One optimizer step on a checked batch; returns the objective (loss + penalty) before it."""
+        """One optimizer step on a checked batch; returns the objective (loss + penalty) before it.
+
+        Two optional keywords, which ``nm.fit`` passes only when they are used (an engine without
+        them refuses those settings with a clear error):
+
+        - ``sample_weight``: one weight per row of ``Y`` ((batch,) or (batch, time), user layout,
+          checked by ``losses.row_weights``): the loss is the weighted mean ``Σ w·l / Σ w``
+          (``Loss.weighted``);
+        - ``state``: the recurrent layers start from this state instead of zeros (what
+          ``last_state()`` returned for the chunk before); no gradient flows into it.
+        """
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Outputs for checked inputs with the current params."""
@@ -64,6 +74,15 @@ class Trainer(Protocol):
     # batch trained, before its step (with ``logits_ok``, a softmax/sigmoid output fused with its
     # loss may come as logits). ``nm.Loop`` uses it for training metrics; on an engine without
     # it, the tensor engine's ``predict`` computes them from ``params()`` before each step.
+    #
+    # Optional, for truncated BPTT by chunks (``nm.fit(..., tbptt=k)``; the tensor engine has
+    # them, an engine without them refuses ``tbptt``):
+    #   ``last_state() -> dict``: the recurrent state after the last step of the last batch
+    #     trained, computed by its forward pass (before its optimizer step), as copies:
+    #     {population name: (batch, size)} for every population a recurrent synapse reads
+    #     (a builder's layer: "<layer>.h", and "<layer>.c" for an LSTM);
+    #   ``advance(X, state=None) -> dict``: the forward pass alone over checked inputs, from
+    #     ``state``: no loss, no step; returns the final state as ``last_state`` does.
 
 
 class Engine(Protocol):
