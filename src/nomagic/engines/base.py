@@ -97,6 +97,33 @@ class Engine(Protocol):
                       ) -> tuple[float, Mapping[str, np.ndarray]]: ...
 
 
+def check_batch_size(batch_size) -> int | None:
+    """``batch_size`` of ``predict``: None (all at once) or a positive integer."""
+    from ..errors import InvalidInputError
+
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer (or None: all at once); got {batch_size!r}")
+    return int(batch_size)
+
+
+def in_batches(fn, X: np.ndarray, batch_size: int | None) -> np.ndarray:
+    """``fn(X)`` computed ``batch_size`` samples at a time into one preallocated output, so that
+    a predict on a large X holds one batch's intermediate arrays at a time. ``fn`` gets checked
+    inputs and returns outputs in user layout (the batch first)."""
+    batch_size = check_batch_size(batch_size)
+    n = len(X)
+    if batch_size is None or batch_size >= n:
+        return fn(X)
+    first = fn(X[:batch_size])
+    out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
+    out[:batch_size] = first
+    for start in range(batch_size, n, batch_size):
+        out[start:start + batch_size] = fn(X[start:start + batch_size])
+    return out
+
+
 class GradientStep:
     """The update rule an engine uses when it is given no optimizer: ``θ ← θ − g``
     (plain gradient descent with learning rate 1, as ``nm.sgd(1.0)``)."""

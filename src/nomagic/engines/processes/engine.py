@@ -16,6 +16,7 @@ from ...model.graph import Network
 from ...model.losses import get_loss, row_weights
 from ...model.params import Params, check_params
 from ...model.validation import check_inputs, check_targets
+from ..base import check_batch_size, in_batches
 from ..objective import check_truncate
 from .faults import Fault, InjectedCrash
 from .network import ProcessNetwork
@@ -31,11 +32,13 @@ def _options(options: dict) -> dict:
     return options
 
 
-def predict(net: Network, params, X, **options) -> np.ndarray:
-    """The network's outputs for X, computed by a society of neuron processes."""
+def predict(net: Network, params, X, batch_size: int | None = None, **options) -> np.ndarray:
+    """The network's outputs for X, computed by a society of neuron processes
+    (``batch_size=N``: N samples at a time)."""
+    check_batch_size(batch_size)
     pn = ProcessNetwork(net, params, **_options(options))
     try:
-        return pn.predict(X)
+        return in_batches(pn.predict, check_inputs(net, X, pn.dtype), batch_size)
     finally:
         pn.close()
 

@@ -25,6 +25,7 @@ from ...model.graph import Block, Network, Population
 from ...model.losses import get_loss, row_weights
 from ...model.params import Params, as_dtype, check_params
 from ...model.validation import check_inputs, check_targets
+from ..base import check_batch_size, in_batches
 from ..cache import PlanCache
 from ..objective import add_penalty_grad, check_truncate, clip_scale, horizon, penalty, uses_logits
 from . import blas as _blas
@@ -447,22 +448,30 @@ def _prepare(net: Network, params, dtype=None):
     return plan_for(net), P, dt
 
 
-def predict(net: Network, params, X, fused: bool = True, **options) -> np.ndarray:
+def predict(net: Network, params, X, fused: bool = True, batch_size: int | None = None,
+            **options) -> np.ndarray:
     """The network's outputs for X, as a new array.
 
     ``fused=False`` runs the generic population-by-population path even for a plain chain of
     layers (the reference the fast path is tested against); the numbers agree to rounding.
+    ``batch_size=N`` runs N samples at a time (bounded memory; the same outputs).
     """
     _no_options(options)
+    check_batch_size(batch_size)
     plan, P, dt = _prepare(net, params)
     X = check_inputs(net, X, dt)
     chain = _chain(net, fused)
-    with _blas.single_threaded(_small(plan, chain, X.shape)):
-        if chain is not None:
-            y = chain.forward(P, Workspace(), X)
-        else:
-            y = outputs(plan, forward(plan, P, X))
-        return np.array(to_user_layout(plan, y))
+    ws = Workspace()
+
+    def run(Xb: np.ndarray) -> np.ndarray:
+        with _blas.single_threaded(_small(plan, chain, Xb.shape)):
+            if chain is not None:
+                y = chain.forward(P, ws, Xb)
+            else:
+                y = outputs(plan, forward(plan, P, Xb))
+            return np.array(to_user_layout(plan, y))
+
+    return in_batches(run, X, batch_size)
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
