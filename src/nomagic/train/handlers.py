@@ -172,7 +172,8 @@ class PlateauHandler(Callback):
     ``opt.lr_scale = plateau.update(record[monitor], lr=opt.schedule(t + 1))``, where ``t`` is
     the number of optimizer steps done (so ``min_lr`` and ``eps`` apply to the learning rate of
     the next step, schedule included), and ``plateau.state()`` goes into ``loop.state["plateau"]``,
-    which checkpoints and model files keep. This is PyTorch's ``sched.step(metric)`` once per epoch,
+    which checkpoints and model files keep; the epoch's record gets ``lr``, the learning rate of
+    the next step. This is PyTorch's ``sched.step(metric)`` once per epoch,
     after the epoch's optimizer steps. At the end of the run ``lr_scale`` goes back to 1 on the
     optimizer object (the scale stays in the state).
     """
@@ -208,8 +209,10 @@ class PlateauHandler(Callback):
                                f"(it has {', '.join(loop.record)}); give validation data for 'val_loss', "
                                "or monitor='loss'")
         opt = loop.optimizer
-        opt.lr_scale = self.plateau.update(value, lr=opt.schedule(loop.opt_state.step + 1))
+        t = loop.opt_state.step + 1
+        opt.lr_scale = self.plateau.update(value, lr=opt.schedule(t))
         loop.state["plateau"] = self.plateau.state()
+        loop.log("lr", opt.lr_at(t))
 
     def on_fit_end(self, loop: Loop) -> None:
         loop.optimizer.lr_scale = 1.0
