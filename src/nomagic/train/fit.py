@@ -89,9 +89,13 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
     sets the optimizer's ``lr_scale`` from the monitored value; its state is checkpointed and kept
     in the model. The progress bar (rate, time left) shows on a terminal, or with ``verbose=True``.
 
-    ``truncate=k`` limits the gradient through time to the last k steps of each sequence (one
-    forward and backward pass per batch; ``nomagic.engines.objective.horizon`` gives the exact
-    rule). ``tbptt=k`` is truncated BPTT the standard way: each mini-batch's sequences are cut
+    ``truncate=k`` (one forward and backward pass per batch) lets a delta cross a recurrent
+    synapse from step t back to t − 1 only when t > T − k: the state entering each step t ≤ T − k
+    is detached. With a loss on the last step that is PyTorch's single detach before step T − k;
+    with a loss at every step, the outputs before step T − k get no gradient through time at all
+    (``nomagic.engines.objective.horizon``).
+
+    ``tbptt=k`` is truncated BPTT the standard way: each mini-batch's sequences are cut
     into chunks of k steps, run in time order, the recurrent state carried from chunk to chunk
     with the gradient cut between them, one optimizer step per chunk (with targets for the last
     step only: the earlier chunks only carry the state, the last chunk takes the loss and the

@@ -354,9 +354,9 @@ def _backward_stepped(plan, P, tape, sink, da, dz_loss, seg, truncate) -> None:
     # deltas arriving at each step: from later segments (already in da) and from inside
     acc = {p.name: (da[p.name].copy() if p.name in da else np.zeros((T, B, p.size), dtype=dt))
            for p in seg.pops}
-    # truncated BPTT: a delta entering at step s travels back at most `truncate` steps.
-    # Implemented exactly for the common case by cutting recurrent deltas older than the window
-    # measured from the last step.
+    # truncated BPTT (objective.horizon): a delta crosses a recurrent synapse from step t to
+    # t − 1 only when t > first = T − truncate, wherever it entered. Not "each delta travels back
+    # at most `truncate` steps": a loss at a step before `first` reaches only its own step.
     first = horizon(T, truncate)
     rev = list(reversed(seg.pops))
     for t in range(T - 1, -1, -1):
@@ -478,6 +478,8 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
                   fused: bool = True, sample_weight=None, **options):
     """(mean loss, gradients as Params with the same keys and shapes as ``params``).
 
+    ``truncate=k``: a delta crosses a recurrent synapse from step t back to step t − 1 only when
+    t > T − k (``objective.horizon``): the state entering every step t ≤ T − k is taken as a constant.
     ``sample_weight`` (one weight >= 0 per sample, or per sample and step for sequence targets)
     makes the loss the weighted mean ``Σ wᵢ·lᵢ / Σ wᵢ`` (``nomagic.model.losses``)."""
     _no_options(options)
