@@ -31,7 +31,15 @@ from .model.neuron import Neuron
 from .model.params import Params
 from .model.recurrent import gru, lstm, recurrent
 from .train.fit import fit
-from .train.handlers import Checkpoint, EarlyStopping, History, Progress, TrainingMetrics, Validation
+from .train.handlers import (
+    Checkpoint,
+    EarlyStopping,
+    History,
+    PlateauHandler,
+    Progress,
+    TrainingMetrics,
+    Validation,
+)
 from .train.loop import Callback, Loop
 from .train.model import Model, load
 from .train.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, adam, adamw, rmsprop, sgd
@@ -72,4 +80,5 @@ __all__ = [
     "Weather", "load_weather", "windows", "from_torch_state_dict", "to_torch_state_dict", "torch_module",
     "ProcessNetwork", "fit_perceptron", "perceptron_epoch", "perceptron_network",
     "Callback", "CallbackError", "Checkpoint", "History", "Loop", "Progress", "TrainingMetrics", "Validation",
+    "PlateauHandler",
 ]

@@ -50,6 +50,35 @@ def check_truncate(truncate) -> None:
 
 
 def horizon(T: int, truncate: int | None) -> int:
-    """The first step a recurrent delta may reach, for sequences of ``T`` steps: a delta is cut
-    before step ``T − truncate`` (0 when there is no truncation)."""
+    """The first step a recurrent delta may reach, for sequences of ``T`` steps (0-based steps;
+    0 when there is no truncation): ``first = max(T − truncate, 0)``.
+
+    The rule every engine applies: a delta crosses a recurrent synapse from step t back to step
+    t − 1 only when ``t > first``. So the state entering each step ``t ≤ first`` is treated as a
+    constant (detached), and only the last ``truncate`` steps pass gradients through time. A loss
+    on the last step alone then gets exactly PyTorch's "detach the hidden state once, before step
+    T − truncate". A loss at every step is different from that: the output at a step ``t < first``
+    gets the gradient of step t's own weights (its state taken as a constant), none from earlier
+    steps; the outputs at steps ``first … T − 1`` backpropagate through time down to step
+    ``first``. Layers stacked on each other each apply the rule to their own state (an LSTM to h
+    and c), while deltas between layers at the same step are never cut."""
     return 0 if truncate is None else max(T - truncate, 0)
+
+
+def check_tbptt(tbptt, net, X_shape: tuple, truncate) -> int | None:
+    """``tbptt`` is None, or a number of steps ``1 ≤ k ≤ T`` for a recurrent network, without
+    ``truncate``; returns it as an int."""
+    if tbptt is None:
+        return None
+    if isinstance(tbptt, bool) or not isinstance(tbptt, (int, np.integer)) or tbptt < 1:
+        raise InvalidInputError(f"tbptt must be a positive number of time steps; got {tbptt!r}")
+    if not net.is_recurrent:
+        raise InvalidInputError("tbptt cuts sequences for truncated backpropagation through time; this "
+                                "network has no recurrent layer")
+    if truncate is not None:
+        raise InvalidInputError("give truncate or tbptt, not both: tbptt=k already limits the gradient to "
+                                "chunks of k steps")
+    T = X_shape[1]
+    if tbptt > T:
+        raise InvalidInputError(f"tbptt={tbptt} is longer than the sequences ({T} steps)")
+    return int(tbptt)

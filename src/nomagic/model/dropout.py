@@ -106,6 +106,16 @@ def check_key(key) -> tuple | None:
     return tuple(int(v) for v in key)
 
 
+def shift_key(key: tuple, rows: int) -> tuple:
+    """The key of a share of the batch that starts ``rows`` rows further on (its ``first_row``
+    moved by ``rows``): the share's masks are the rows of the whole batch's masks. Used by the
+    tensor engine's ``predict(..., batch_size=N)`` (the ray engine's data-parallel shares do the same)."""
+    if not rows:
+        return key
+    first = key[3] if len(key) > 3 else 0
+    return (key[0], key[1], key[2], first + int(rows))
+
+
 def check_rate(rate) -> float:
     """A dropout rate: a real number in [0, 1)."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not np.isfinite(float(rate)) \

@@ -292,10 +292,14 @@ class Network:
         return init_params(self, seed=seed, dtype=dtype)
 
     # -- running (delegated to engines) ---------------------------------------------------------
-    def predict(self, params, X, engine: str = "tensor", **engine_options) -> np.ndarray:
-        """The network's output for inputs ``X`` ((batch, features) or (batch, time, features))."""
+    def predict(self, params, X, engine: str = "tensor", batch_size: int | None = None,
+                **engine_options) -> np.ndarray:
+        """The network's output for inputs ``X`` ((batch, features) or (batch, time, features));
+        ``batch_size=N`` computes it N samples at a time, in bounded memory (the same numbers)."""
         from ..engines import get_engine
 
+        if batch_size is not None:
+            engine_options["batch_size"] = batch_size
         return get_engine(engine).predict(self, params, X, **engine_options)
 
     def loss_and_grad(self, params, X, Y, loss: str = "mse", engine: str = "tensor",

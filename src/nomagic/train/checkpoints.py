@@ -25,7 +25,7 @@ def write_checkpoint(path: Path, fingerprint: str, params: Params, opt_state: Op
         tensors.update({f"best/{k}": v for k, v in state["best"].items()})
     saved = {"epoch": state["epoch"], "history": state["history"], "best_value": state.get("best_value"),
              "wait": state.get("wait", 0), "stopped": state["stopped"]}
-    for k in ("stop_reason", "monitor"):  # newer entries: a checkpoint without them still reads
+    for k in ("stop_reason", "monitor", "plateau"):  # newer entries: a checkpoint without them still reads
         if state.get(k) is not None:
             saved[k] = state[k]
     meta = {"format": "nomagic-checkpoint", "version": CHECKPOINT_VERSION,
@@ -57,6 +57,7 @@ def read_checkpoint(path: Path, fingerprint: str, P: dict, opt, dt):
     state = {"epoch": int(saved["epoch"]), "history": list(saved["history"]), "best": best,
              "best_value": saved["best_value"], "wait": int(saved["wait"]),
              "stopped": bool(saved["stopped"]), "stop_reason": saved.get("stop_reason")}
-    if saved.get("monitor") is not None:
-        state["monitor"] = saved["monitor"]
+    for k in ("monitor", "plateau"):
+        if saved.get(k) is not None:
+            state[k] = saved[k]
     return params, OptState(step, slots), state

@@ -12,15 +12,17 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engines.base import OptState
+from ..engines.objective import check_tbptt, check_truncate
 from ..errors import InvalidInputError
 from ..model.graph import Network
-from ..model.losses import get_loss
+from ..model.losses import get_loss, row_weights
 from ..model.params import Params, as_dtype, check_params
 from ..model.validation import check_inputs, check_targets
 from .handlers import (
     Checkpoint,
     EarlyStopping,
     History,
+    PlateauHandler,
     Progress,
     TrainingMetrics,
     Validation,
@@ -30,6 +32,7 @@ from .loop import Callback, Loop, _check_int
 from .metrics import resolve_metrics
 from .model import Model
 from .optimizers import get_optimizer
+from .schedules import ReduceLROnPlateau
 
 __all__ = ["EarlyStopping", "fit"]
 
@@ -57,8 +60,8 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
         validation_split: float = 0.0, early_stopping: int | EarlyStopping | None = None,
         l1: float = 0.0, l2: float = 0.0, clip_norm: float | None = None,
         checkpoint: str | os.PathLike | None = None, shuffle: bool = True,
-        verbose: bool | None = None, truncate: int | None = None, metrics=None,
-        callbacks=None, **engine_options) -> Model:
+        verbose: bool | None = None, truncate: int | None = None, tbptt: int | None = None,
+        class_weight=None, sample_weight=None, metrics=None, callbacks=None, **engine_options) -> Model:
     """Train ``net`` on (X, Y) and return a ``Model``.
 
     ``net`` is a ``Network`` (training starts from ``params``, or fresh ones drawn with
@@ -82,7 +85,28 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
     ``callbacks`` are ``nm.Callback`` objects: they run after the metrics and validation,
     before the history, early stopping, checkpoint and progress bar, so what they log
     (``loop.log``) is in the history and a stop they ask for (``loop.stop``) is checkpointed.
-    The progress bar (rate, time left) shows on a terminal, or with ``verbose=True``.
+    An ``nm.ReduceLROnPlateau`` among them becomes an ``nm.PlateauHandler``: after each epoch it
+    sets the optimizer's ``lr_scale`` from the monitored value; its state is checkpointed and kept
+    in the model. The progress bar (rate, time left) shows on a terminal, or with ``verbose=True``.
+
+    ``truncate=k`` (one forward and backward pass per batch) lets a delta cross a recurrent
+    synapse from step t back to t − 1 only when t > T − k: the state entering each step t ≤ T − k
+    is detached. With a loss on the last step that is PyTorch's single detach before step T − k;
+    with a loss at every step, the outputs before step T − k get no gradient through time at all
+    (``nomagic.engines.objective.horizon``).
+
+    ``tbptt=k`` is truncated BPTT the standard way: each mini-batch's sequences are cut
+    into chunks of k steps, run in time order, the recurrent state carried from chunk to chunk
+    with the gradient cut between them, one optimizer step per chunk (with targets for the last
+    step only: the earlier chunks only carry the state, the last chunk takes the loss and the
+    step). See ``nm.Loop``. Tensor engine only; not with ``truncate``.
+
+    ``sample_weight`` (one weight >= 0 per training sample, or per sample and step for sequence
+    targets; split with ``validation_split``) and ``class_weight`` ({class: weight} or one weight
+    per class; classification losses) make the training loss the weighted mean
+    ``Σ wᵢ·lᵢ / Σ wᵢ`` over the batch's rows, ``wᵢ = sample_weight[i]·class_weight[yᵢ]``
+    (``nomagic.model.losses``; torch's ``CrossEntropyLoss(weight=...)`` for class weights). The
+    validation loss and the metrics are not weighted.
     """
     model = None
     if isinstance(net, Model):
@@ -108,7 +132,10 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
         early_stopping = EarlyStopping(patience=_check_int(early_stopping, "early_stopping"))
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise InvalidInputError("early_stopping must be a patience (int) or nm.EarlyStopping(...)")
-    callbacks = list(callbacks or [])
+    callbacks = [PlateauHandler(cb) if isinstance(cb, ReduceLROnPlateau) else cb for cb in (callbacks or [])]
+    plateaus = [cb for cb in callbacks if isinstance(cb, PlateauHandler)]
+    if len(plateaus) > 1:
+        raise InvalidInputError("give one ReduceLROnPlateau: two would fight over the learning rate")
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise InvalidInputError(f"callbacks must be nm.Callback objects; got {type(cb).__name__}")
@@ -140,6 +167,9 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
     # data
     X = check_inputs(net, X, dt)
     Y = check_targets(net, loss_fn, Y, X, dt)
+    check_truncate(truncate)
+    tbptt = check_tbptt(tbptt, net, X.shape, truncate)
+    W = row_weights(loss_fn, Y, sample_weight, class_weight)
     if validation_data is not None and validation_split:
         raise InvalidInputError("give validation_data or validation_split, not both")
     Xv = Yv = None
@@ -157,6 +187,10 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
             raise InvalidInputError(f"validation_split={validation_split} leaves no data on one side "
                                     f"of {len(X)} samples")
         X, Xv, Y, Yv = X[:-n_val], X[-n_val:], Y[:-n_val], Y[-n_val:]
+        if W is not None:
+            W = W[:-n_val]
+            if not W.sum() > 0:
+                raise InvalidInputError("the sample and class weights of the training part are all 0")
     es = None
     if early_stopping is not None:
         monitor = early_stopping.monitor or ("val_loss" if Xv is not None else "loss")
@@ -165,6 +199,10 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
                                     "'val_loss' with validation data")
         es = EarlyStopping(early_stopping.patience, monitor, early_stopping.min_delta,
                            early_stopping.restore_best)
+    for ph in plateaus:
+        if ph.plateau.monitor == "val_loss" and Xv is None:
+            raise InvalidInputError("ReduceLROnPlateau monitors 'val_loss' (its default), and there is no "
+                                    "validation data: give validation_data or validation_split, or monitor='loss'")
 
     # the handlers, in the order they run
     handlers: list[Callback] = [TrainingMetrics(metrics)]
@@ -180,7 +218,13 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
                  "clip_norm": clip_norm, "truncate": truncate, "shuffle": shuffle, "engine": engine,
                  "validation_split": validation_split, "early_stopping": repr(early_stopping),
                  "options": repr(sorted(engine_options.items()))}
+        if tbptt is not None:  # newer settings enter only when used: older checkpoints still resume
+            parts["tbptt"] = tbptt
+        if plateaus:
+            parts["plateau"] = plateaus[0].plateau.config()
         arrays = [X, Y] + ([Xv, Yv] if Xv is not None else []) + [P[k] for k in sorted(P)]
+        if W is not None:
+            arrays.append(W)
         if model is not None:  # a continued model: its optimizer state and epoch belong to the run
             parts["start_epoch"] = start_epoch
             parts["opt_step"] = opt_state.step
@@ -191,9 +235,12 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
 
     loop = Loop._checked(net, X, Y, loss_fn, opt, P, opt_state, engine, batch_size, seed, shuffle, handlers,
                          start_epoch, history,
-                         dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options))
+                         dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options),
+                         tbptt, W)
     if es is not None:
         loop.state.update({k: v for k, v in loop_state.items() if k in ("monitor", "best_value", "wait", "best")})
+    if plateaus and loop_state.get("plateau") is not None:
+        loop.state["plateau"] = loop_state["plateau"]
     with loop:  # the trainer is closed however the run ends
         loop.run(epochs)  # up to epoch start_epoch + epochs, from where a checkpoint left off
         final = loop.params
@@ -208,4 +255,6 @@ def fit(net: Network | Model, X, Y, *, loss: str | None = None, optimizer=None, 
         kept = {k: state.get(k) for k in ("monitor", "best_value", "wait")}
         if state.get("best") is not None:
             kept["best"] = Params(state["best"])
+    if plateaus and state.get("plateau") is not None:
+        kept["plateau"] = state["plateau"]
     return Model(net, final, list(state["history"]), loss_fn.name, info, opt_final, state["epoch"], kept)

@@ -21,6 +21,7 @@ from . import metrics as _metrics
 from .checkpoints import CHECKPOINT_FILE, read_checkpoint, write_checkpoint
 from .loop import Callback, Loop
 from .progress import ProgressBar
+from .schedules import ReduceLROnPlateau
 
 
 class TrainingMetrics(Callback):
@@ -160,6 +161,61 @@ class EarlyStopping(Callback):
         by_me = (loop.stop_reason or self.REASON).startswith(self.REASON)  # old checkpoints: no reason
         if self.restore_best and loop.stopped and by_me and st.get("best") is not None:
             loop.params = st["best"]
+
+
+class PlateauHandler(Callback):
+    """``nm.ReduceLROnPlateau`` as a loop handler: ``nm.fit(..., callbacks=[nm.ReduceLROnPlateau(...)])``
+    wraps it in one (or give ``nm.PlateauHandler(plateau)`` yourself).
+
+    At the start of a run the optimizer's ``lr_scale`` is set to the plateau's scale: 1 for a
+    fresh run, or the scale a checkpoint or a continued model recorded. After each epoch,
+    ``opt.lr_scale = plateau.update(record[monitor], lr=opt.schedule(t + 1))``, where ``t`` is
+    the number of optimizer steps done (so ``min_lr`` and ``eps`` apply to the learning rate of
+    the next step, schedule included), and ``plateau.state()`` goes into ``loop.state["plateau"]``,
+    which checkpoints and model files keep; the epoch's record gets ``lr``, the learning rate of
+    the next step. This is PyTorch's ``sched.step(metric)`` once per epoch,
+    after the epoch's optimizer steps. At the end of the run ``lr_scale`` goes back to 1 on the
+    optimizer object (the scale stays in the state).
+    """
+
+    def __init__(self, plateau: ReduceLROnPlateau) -> None:
+        if not isinstance(plateau, ReduceLROnPlateau):
+            raise InvalidInputError(f"PlateauHandler needs an nm.ReduceLROnPlateau; got {type(plateau).__name__}")
+        self.plateau = plateau
+        self._synced = False
+
+    def _sync(self, loop: Loop) -> None:
+        saved = loop.state.get("plateau")
+        if saved is None:
+            self.plateau.reset()
+        else:
+            self.plateau.load_state(saved)
+        loop.optimizer.lr_scale = self.plateau.scale
+
+    def on_fit_start(self, loop: Loop) -> None:
+        self._sync(loop)
+        self._synced = False
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        if not self._synced:  # a checkpoint restores loop.state after this handler's on_fit_start
+            self._sync(loop)
+            self._synced = True
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        monitor = self.plateau.monitor
+        value = loop.record.get(monitor)
+        if value is None:
+            raise NomagicError(f"ReduceLROnPlateau monitors {monitor!r}, which the epoch's record lacks "
+                               f"(it has {', '.join(loop.record)}); give validation data for 'val_loss', "
+                               "or monitor='loss'")
+        opt = loop.optimizer
+        t = loop.opt_state.step + 1
+        opt.lr_scale = self.plateau.update(value, lr=opt.schedule(t))
+        loop.state["plateau"] = self.plateau.state()
+        loop.log("lr", opt.lr_at(t))
+
+    def on_fit_end(self, loop: Loop) -> None:
+        loop.optimizer.lr_scale = 1.0
 
 
 def fingerprint(parts: Mapping[str, Any], arrays: list[np.ndarray]) -> str:

@@ -9,6 +9,7 @@ checkpoints and the progress bar. Your own handlers subclass :class:`Callback`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -18,10 +19,11 @@ import numpy as np
 
 from ..engines import get_engine
 from ..engines.base import OptState
+from ..engines.objective import check_tbptt, check_truncate
 from ..errors import CallbackError, InvalidInputError, NomagicError
 from ..model.dropout import has_dropout
 from ..model.graph import Network
-from ..model.losses import get_loss
+from ..model.losses import get_loss, row_weights
 from ..model.params import Params, as_dtype, check_params
 from ..model.validation import check_inputs, check_targets
 from .optimizers import get_optimizer
@@ -117,7 +119,21 @@ class Loop:
     ``params``, ``opt_state``; per batch ``batch``, ``seen`` (samples so far this epoch),
     ``loss_sum`` (Σ batch loss × batch size), ``batch_loss``, ``xb``, ``yb``, ``outputs``; per
     epoch ``X_epoch``, ``Y_epoch`` (the shuffled data) and ``order`` (the permutation, or
-    None). ``stop(reason)`` and ``log(name, value)`` are the two ways a handler acts on the loop.
+    None); ``tbptt`` and ``weights`` (one weight per row of ``Y``, or None).
+    ``stop(reason)`` and ``log(name, value)`` are the two ways a handler acts on the loop.
+
+    **Truncated BPTT by chunks** (``tbptt=k``): each mini-batch's sequences are cut into chunks
+    of steps ``[0, k), [k, 2k), …`` (the last one shorter when k does not divide T). The chunks
+    run in time order; each starts from the recurrent state the chunk before ended with (its
+    forward pass, before its step; zeros for the first chunk), the gradient cut between them.
+    With targets at every step (``return_sequences=True``), each chunk is a batch of its own:
+    the loss of the chunk's steps (their mean), its gradient within the chunk, one optimizer step.
+    With targets for the last step only, the chunks before the last only run forward to carry the
+    state (no loss, no step), and the last chunk takes the loss and the one step, its gradient
+    reaching back to that chunk's first step. The batch's loss in the history is the mean of its
+    chunks' objectives weighted by their lengths (the last chunk's, for last-step targets). With
+    dropout layers, every chunk of a batch (the forward-only ones too) gets the batch's dropout
+    key (seed, epoch, batch): a sequence keeps one mask for all its steps, as without ``tbptt``.
     """
 
     def __init__(self, net: Network, X, Y, *, loss: str = "mse", optimizer="adam",
@@ -125,6 +141,7 @@ class Loop:
                  engine: str = "tensor", dtype: str | None = None, batch_size: int = 32,
                  seed: int = 0, shuffle: bool = True, handlers: Iterable = (), l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, truncate: int | None = None,
+                 tbptt: int | None = None, sample_weight=None, class_weight=None,
                  epoch: int = 0, history: list | None = None, **engine_options) -> None:
         if not isinstance(net, Network):
             raise InvalidInputError(f"Loop needs a Network as first argument; got {type(net).__name__}")
@@ -139,25 +156,37 @@ class Loop:
             P = Params(net.init(seed=seed, dtype=dt))
         X = check_inputs(net, X, dt)
         Y = check_targets(net, loss_fn, Y, X, dt)
+        check_truncate(truncate)
+        tbptt = check_tbptt(tbptt, net, X.shape, truncate)
         self._setup(net, X, Y, loss_fn, opt, P, opt_state if opt_state is not None else opt.init(P), engine,
                     _check_int(batch_size, "batch_size"), seed, shuffle, handlers,
                     _check_int(epoch, "epoch", 0), history,
-                    dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options))
+                    dict(l1=l1, l2=l2, clip_norm=clip_norm, truncate=truncate, **engine_options),
+                    tbptt, row_weights(loss_fn, Y, sample_weight, class_weight))
 
     @classmethod
     def _checked(cls, net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
-                 handlers, epoch, history, trainer_args) -> Loop:
-        """A loop from arguments ``nm.fit`` has checked already (the data, params, loss objects)."""
+                 handlers, epoch, history, trainer_args, tbptt=None, weights=None) -> Loop:
+        """A loop from arguments ``nm.fit`` has checked already (the data, params, loss objects,
+        ``tbptt`` and the row weights)."""
         self = cls.__new__(cls)
         self._setup(net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
-                    handlers, epoch, history, trainer_args)
+                    handlers, epoch, history, trainer_args, tbptt, weights)
         return self
 
     def _setup(self, net, X, Y, loss, optimizer, params, opt_state, engine, batch_size, seed, shuffle,
-               handlers, epoch, history, trainer_args) -> None:
+               handlers, epoch, history, trainer_args, tbptt=None, weights=None) -> None:
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.engine_name = engine
         self._engine = get_engine(engine)
+        self.tbptt, self.weights = tbptt, weights
+        trainer_cls = self._engine.Trainer
+        if tbptt is not None and not (hasattr(trainer_cls, "last_state") and hasattr(trainer_cls, "advance")):
+            raise InvalidInputError(f"tbptt is not supported on the {engine} engine; use engine='tensor'")
+        if weights is not None and "sample_weight" not in inspect.signature(trainer_cls.train_batch).parameters:
+            raise InvalidInputError(f"sample_weight and class_weight are not supported on the {engine} engine; "
+                                    "use engine='tensor' or 'processes'")
+        self.handlers = [_as_handler(h) for h in handlers]
         self.seed, self.shuffle = seed, bool(shuffle)
         self.dtype = next(iter(params.values())).dtype if params else np.dtype(np.float32)
         self.X, self.Y = X, Y
@@ -171,7 +200,6 @@ class Loop:
         self.state: dict[str, Any] = {"epoch": epoch,
                                       "history": list(history or []), "stopped": False,
                                       "stop_reason": None}
-        self.handlers = list(handlers)
         for h in self.handlers:
             if not any(_overrides(h, e) for e in EVENTS):
                 raise InvalidInputError(f"handler {h!r} has none of the methods {', '.join(EVENTS)}; "
@@ -283,9 +311,12 @@ class Loop:
     def _run_epoch(self) -> None:
         epoch, n, bs = self.state["epoch"], self.n, self.batch_size
         self.epoch_started = time.perf_counter()
+        We = self.weights
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(n)
             Xe, Ye = self.X[order], self.Y[order]
+            if We is not None:
+                We = We[order]
         else:
             order, Xe, Ye = None, self.X, self.Y
         self.order = order
@@ -295,9 +326,15 @@ class Loop:
         self._dispatch("on_epoch_start")
         trainer = self.trainer
         train = trainer.train_batch
+        if self.tbptt is not None:
+            train = self._train_chunks
+        if We is not None:
+            train = _with_weights(train, We)
         calls = self._calls["on_batch_end"]
         want = self._needs_outputs
         last_outputs = getattr(trainer, "last_outputs", None) if want else None
+        if self.tbptt is not None and last_outputs is not None:
+            last_outputs = self._chunk_outputs
         logits_ok = self._logits_ok
         dropout, seed = self._dropout, self.seed
         kw: dict = {}  # dropout: the batch's key, which decides its masks
@@ -309,6 +346,8 @@ class Loop:
             xb, yb = Xe[start:start + bs], Ye[start:start + bs]
             if dropout:
                 kw = {"dropout_key": (seed, epoch, b)}
+            if We is not None:
+                train.start = start
             if not want:
                 value = train(xb, yb, **kw)
             elif last_outputs is not None:
@@ -341,6 +380,36 @@ class Loop:
         self.state["epoch"] = epoch + 1
         self._dispatch("on_epoch_end")
 
+    def _train_chunks(self, X: np.ndarray, Y: np.ndarray, sample_weight=None, dropout_key=None) -> float:
+        """One mini-batch by truncated BPTT in chunks of ``tbptt`` steps (see the class doc);
+        every chunk of the batch gets the batch's ``dropout_key``."""
+        trainer, k = self.trainer, self.tbptt
+        T = X.shape[1]
+        seq = Y.ndim == 3
+        want = self._needs_outputs and getattr(trainer, "last_outputs", None) is not None
+        drop = {} if dropout_key is None else {"dropout_key": dropout_key}
+        outs = []
+        state, total = None, 0.0
+        for a in range(0, T, k):
+            b = min(a + k, T)
+            if not seq and b < T:  # targets for the last step only: carry the state forward
+                state = trainer.advance(X[:, a:b], state, **drop)
+                continue
+            kw = dict(drop) if state is None else {"state": state, **drop}
+            if sample_weight is not None:
+                kw["sample_weight"] = sample_weight[:, a:b] if seq and sample_weight.ndim == 2 else sample_weight
+            value = trainer.train_batch(X[:, a:b], Y[:, a:b] if seq else Y, **kw)
+            total += value * (b - a) if seq else value
+            if want:
+                outs.append(np.array(trainer.last_outputs(self._logits_ok)))
+            if b < T:
+                state = trainer.last_state()
+        self._outs = (np.concatenate(outs, axis=1) if seq else outs[-1]) if want else None
+        return total / T if seq else total
+
+    def _chunk_outputs(self, logits_ok: bool = False):
+        return self._outs
+
     def close(self) -> None:
         """Release the trainer (processes, threads). Safe to call twice."""
         if self.trainer is not None:
@@ -351,6 +420,28 @@ class Loop:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _with_weights:
+    """``train(xb, yb)`` that also passes the batch's rows of the epoch's weights (the loop sets
+    ``start`` before each batch)."""
+
+    def __init__(self, train, weights: np.ndarray) -> None:
+        self.train, self.weights, self.start = train, weights, 0
+
+    def __call__(self, xb, yb, **kw) -> float:
+        return self.train(xb, yb, sample_weight=self.weights[self.start:self.start + len(xb)], **kw)
+
+
+def _as_handler(h):
+    """A handler as given, or an ``nm.ReduceLROnPlateau`` wrapped in its handler."""
+    from .schedules import ReduceLROnPlateau
+
+    if isinstance(h, ReduceLROnPlateau):
+        from .handlers import PlateauHandler
+
+        return PlateauHandler(h)
+    return h
 
 
 def _callback_error(fn, event: str, exc: Exception) -> CallbackError:

@@ -37,8 +37,9 @@ class Model:
     epoch: int = 0
     loop_state: Mapping[str, Any] = field(default_factory=dict)
 
-    def predict(self, X, engine: str = "tensor", **engine_options) -> np.ndarray:
-        return self.net.predict(self.params, X, engine=engine, **engine_options)
+    def predict(self, X, engine: str = "tensor", batch_size: int | None = None, **engine_options) -> np.ndarray:
+        """The outputs for ``X``; ``batch_size=N`` computes them N samples at a time."""
+        return self.net.predict(self.params, X, engine=engine, batch_size=batch_size, **engine_options)
 
     def evaluate(self, X, Y, loss: str | None = None) -> dict[str, float]:
         """Loss on the given data, with accuracy (classification losses) or mae (mse)."""

@@ -26,13 +26,12 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from nomagic.errors import DataFileError, InvalidInputError, NomagicError, require
 
-from .chart import FORMATS
+from ..figures import check_figure_path
 from .load import LoadSettings, LoadTable, load_table, session_load
 from .logfile import read_log
 from .records import Skipped, TrainingLog
@@ -67,16 +66,12 @@ class LoadResult:
 def check_plot_target(path: str | os.PathLike) -> str:
     """The chart file name, if it can be written (``.png``/``.svg`` in a folder that exists); else ``DataFileError``."""
     name = os.fspath(path)
-    p = Path(name)
-    if p.suffix.lower() not in FORMATS:
-        raise DataFileError(f"{name}: a chart file must end in .png or .svg")
-    if p.is_dir():
-        raise DataFileError(f"{name}: is a folder; give a file name for the chart")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataFileError(f"{name}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise DataFileError(f"{name}: the folder {parent} is not writable")
+    try:
+        check_figure_path(name, "chart")
+    except DataFileError:
+        raise
+    except InvalidInputError as exc:
+        raise DataFileError(f"{name}: {exc}") from None
     return name
 
 

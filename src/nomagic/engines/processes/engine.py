@@ -14,9 +14,10 @@ import numpy as np
 from ...errors import InvalidInputError
 from ...model.dropout import check_key
 from ...model.graph import Network
-from ...model.losses import get_loss
+from ...model.losses import get_loss, row_weights
 from ...model.params import Params, check_params
 from ...model.validation import check_inputs, check_targets
+from ..base import check_batch_size, in_batches
 from ..objective import check_truncate
 from .faults import Fault, InjectedCrash
 from .network import ProcessNetwork
@@ -32,20 +33,23 @@ def _options(options: dict) -> dict:
     return options
 
 
-def predict(net: Network, params, X, **options) -> np.ndarray:
-    """The network's outputs for X, computed by a society of neuron processes."""
+def predict(net: Network, params, X, batch_size: int | None = None, **options) -> np.ndarray:
+    """The network's outputs for X, computed by a society of neuron processes
+    (``batch_size=N``: N samples at a time)."""
+    check_batch_size(batch_size)
     pn = ProcessNetwork(net, params, **_options(options))
     try:
-        return pn.predict(X)
+        return in_batches(pn.predict, check_inputs(net, X, pn.dtype), batch_size)
     finally:
         pn.close()
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
-                  dropout_key=None, **options):
+                  dropout_key=None, sample_weight=None, **options):
     """Loss and gradients, by one forward and one backward pass of messages (no update).
     ``dropout_key=(seed, epoch, batch)`` applies the dropout masks of that key (as in training);
-    None: dropout layers are the identity."""
+    None: dropout layers are the identity. ``sample_weight``: the weighted mean loss, as on the
+    tensor engine (the cortex computes it)."""
     key = check_key(dropout_key)
     loss_fn = get_loss(loss)
     P = check_params(net, params)
@@ -53,6 +57,9 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     X = check_inputs(net, X, dt)
     Y = check_targets(net, loss_fn, Y, X, dt)
     check_truncate(truncate)
+    w = row_weights(loss_fn, Y, sample_weight)
+    if w is not None:
+        loss_fn = _weighted(loss_fn, w, dt)
     pn = ProcessNetwork(net, P, **_options(options))
     try:
         value, grads = pn.train_batch(X, Y, loss_fn, truncate, commit=False, dropout=key)
@@ -61,8 +68,18 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     return value, pn._to_params(grads)
 
 
+def _weighted(loss_fn, w, dt):
+    """The loss weighted by row weights (user layout), in the cortex's layout ((time, batch))."""
+    w = np.asarray(w, dtype=dt)
+    return loss_fn.weighted(np.ascontiguousarray(w.T) if w.ndim == 2 else w)
+
+
 class Trainer:
-    """``nm.fit(..., engine="processes")``: the neurons train themselves, batch after batch."""
+    """``nm.fit(..., engine="processes")``: the neurons train themselves, batch after batch.
+
+    The loss may be weighted (``sample_weight``): the cortex computes the weighted mean. It has
+    no recurrent state to start from, so ``nm.fit(..., tbptt=k)`` is refused on this engine.
+    """
 
     def __init__(self, net: Network, params, optimizer, opt_state, loss, *, l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, truncate: int | None = None,
@@ -71,8 +88,10 @@ class Trainer:
         self.pn = ProcessNetwork(net, params, optimizer=optimizer, opt_state=opt_state, l1=l1,
                                  l2=l2, clip_norm=clip_norm, **_options(options))
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
-        return self.pn.train_batch(X, Y, self.loss, self.truncate, dropout=dropout_key)
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None,
+                    sample_weight=None) -> float:
+        loss = self.loss if sample_weight is None else _weighted(self.loss, sample_weight, X.dtype)
+        return self.pn.train_batch(X, Y, loss, self.truncate, dropout=dropout_key)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         out = self.pn.forward(X)

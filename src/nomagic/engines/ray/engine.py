@@ -21,6 +21,7 @@ from ...model.graph import Network
 from ...model.losses import get_loss
 from ...model.params import Params, check_params
 from ...model.validation import check_inputs, check_targets
+from ..base import check_batch_size, in_batches
 from ..objective import check_truncate
 from .data import DataParallel
 from .model import RayNetwork
@@ -48,20 +49,21 @@ def _options(options: dict) -> tuple[str, dict]:
     return strategy, options
 
 
-def predict(net: Network, params, X, **options) -> np.ndarray:
-    """The network's outputs for X, computed on Ray workers."""
+def predict(net: Network, params, X, batch_size: int | None = None, **options) -> np.ndarray:
+    """The network's outputs for X, computed on Ray workers (``batch_size=N``: N samples at a time)."""
+    check_batch_size(batch_size)
     strategy, options = _options(options)
+    P = check_params(net, params)
+    X = check_inputs(net, X, next(iter(P.values())).dtype)
     if strategy == "data":
-        P = check_params(net, params)
-        X = check_inputs(net, X, next(iter(P.values())).dtype)
         dp = DataParallel(net, P, **options)
         try:
-            return dp.predict(X)
+            return in_batches(dp.predict, X, batch_size)
         finally:
             dp.close()
-    rn = RayNetwork(net, params, **options)
+    rn = RayNetwork(net, P, **options)
     try:
-        return rn.predict(X)
+        return in_batches(rn.predict, X, batch_size)
     finally:
         rn.close()
 

@@ -5,7 +5,12 @@ network, a segment with a recurrent synapse inside it is *stepped* through time,
 segment is evaluated for all time steps at once (one big matrix product instead of T small ones).
 Arrays of a population hold (batch, n) values, or (time, batch, n) for populations that run at
 every time step. Backpropagation runs the same plan in reverse; through time it is BPTT, with
-``truncate`` limiting how many steps a gradient may travel back.
+``truncate`` limiting how many steps a gradient may travel back (``objective.horizon``).
+
+A recurrent synapse reads its source's previous step, zeros before the first step, or, when a
+``state`` is given, that state: a dict {population name: (batch, size)} for the sources of
+recurrent synapses (``Plan.state_names``; for the builders' layers ``"<layer>.h"`` and an LSTM's
+``"<layer>.c"``, the same names the fused kernels use). The gradient does not flow into it.
 
 Dropout (``nomagic.model.dropout``): with a dropout key, a population with a dropout rate
 multiplies its output by its masks (one (batch, n) array, the same for every time step), and the
@@ -22,9 +27,10 @@ from ...errors import InvalidInputError
 from ...model import dropout as _dropout
 from ...model.activations import get_activation
 from ...model.graph import Block, Network, Population
-from ...model.losses import get_loss
+from ...model.losses import get_loss, row_weights
 from ...model.params import Params, as_dtype, check_params
 from ...model.validation import check_inputs, check_targets
+from ..base import check_batch_size, in_batches
 from ..cache import PlanCache
 from ..objective import add_penalty_grad, check_truncate, clip_scale, horizon, penalty, uses_logits
 from . import blas as _blas
@@ -73,6 +79,8 @@ class Plan:
         self.segments = segments
         self.single_output = net.output_population
         self.dropout = _dropout.dropout_populations(net)
+        # the populations whose previous step a recurrent synapse reads: the recurrent state
+        self.state_names = tuple(sorted({b.source for b in net.blocks if b.recurrent}))
 
     def is_step(self, name: str) -> bool:
         return name in self.step_pops
@@ -95,6 +103,7 @@ class Tape:
         self.contribs: dict[str, list[np.ndarray]] = {}  # product aggregations only
         self.weights: dict[str, np.ndarray] = {}  # masked weights actually used
         self.drop: dict[str, np.ndarray] = {}  # dropout masks (batch, n) by population, in training
+        self.h0: dict[str, np.ndarray] = {}  # the initial recurrent state (absent: zeros)
 
 
 def _weight(P, tape: Tape, b: Block) -> np.ndarray:
@@ -112,9 +121,11 @@ def _source_all(plan: Plan, tape: Tape, b: Block, target: Population) -> np.ndar
     x = tape.a[b.source]
     if plan.is_step(b.source) and not plan.is_step(target.name):
         return x[-1]  # a static population reads the last step
-    if b.recurrent:  # the previous step's value; zeros before the first step
-        shifted = np.zeros_like(x)
+    if b.recurrent:  # the previous step's value; zeros (or the given state) before the first step
+        shifted = np.empty_like(x)
         shifted[1:] = x[:-1]
+        h0 = tape.h0.get(b.source)
+        shifted[0] = 0 if h0 is None else h0
         return shifted
     return x
 
@@ -183,7 +194,9 @@ def _forward_stepped(plan: Plan, P, tape: Tape, seg) -> None:
                 if b.source in names:
                     if b.recurrent:
                         if t == 0:
-                            x = np.zeros((B, plan.net.population(b.source).size), dtype=dt)
+                            x = tape.h0.get(b.source)
+                            if x is None:
+                                x = np.zeros((B, plan.net.population(b.source).size), dtype=dt)
                         else:
                             x = tape.a[b.source][t - 1]
                     else:
@@ -210,13 +223,16 @@ def _forward_stepped(plan: Plan, P, tape: Tape, seg) -> None:
                 tape.a[name][t] *= tape.drop[name]
 
 
-def forward(plan: Plan, P, X: np.ndarray, dropout: tuple | None = None) -> Tape:
-    """Run the network on checked inputs; returns the tape (every z and a). ``dropout``: a
-    checked dropout key (a training step), or None (dropout layers are the identity)."""
+def forward(plan: Plan, P, X: np.ndarray, dropout: tuple | None = None, state=None) -> Tape:
+    """Run the network on checked inputs (from the recurrent ``state``, when given); returns the
+    tape (every z and a). ``dropout``: a checked dropout key (a training step), or None (dropout
+    layers are the identity)."""
     tape = Tape()
     if dropout is not None:
         B = X.shape[0]
         tape.drop = {pop.name: _dropout.mask(pop.dropout, dropout, ids, B, X.dtype) for pop, ids in plan.dropout}
+    if state is not None:
+        tape.h0 = dict(state)
     tape.a[plan.input] = np.ascontiguousarray(X.transpose(1, 0, 2)) if plan.temporal else X
     for seg in plan.segments:
         if seg.stepped:
@@ -225,6 +241,11 @@ def forward(plan: Plan, P, X: np.ndarray, dropout: tuple | None = None) -> Tape:
             for pop in seg.pops:
                 _forward_all(plan, P, tape, pop)
     return tape
+
+
+def final_state(plan: Plan, tape: Tape) -> dict:
+    """The last step's value of every population a recurrent synapse reads, as copies."""
+    return {name: tape.a[name][-1].copy() for name in plan.state_names}
 
 
 def outputs(plan: Plan, tape: Tape) -> np.ndarray:
@@ -349,9 +370,9 @@ def _backward_stepped(plan, P, tape, sink, da, dz_loss, seg, truncate) -> None:
     # deltas arriving at each step: from later segments (already in da) and from inside
     acc = {p.name: (da[p.name].copy() if p.name in da else np.zeros((T, B, p.size), dtype=dt))
            for p in seg.pops}
-    # truncated BPTT: a delta entering at step s travels back at most `truncate` steps.
-    # Implemented exactly for the common case by cutting recurrent deltas older than the window
-    # measured from the last step.
+    # truncated BPTT (objective.horizon): a delta crosses a recurrent synapse from step t to
+    # t − 1 only when t > first = T − truncate, wherever it entered. Not "each delta travels back
+    # at most `truncate` steps": a loss at a step before `first` reaches only its own step.
     first = horizon(T, truncate)
     rev = list(reversed(seg.pops))
     for t in range(T - 1, -1, -1):
@@ -444,31 +465,45 @@ def _prepare(net: Network, params, dtype=None):
     return plan_for(net), P, dt
 
 
-def predict(net: Network, params, X, fused: bool = True, dropout_key=None, **options) -> np.ndarray:
+def predict(net: Network, params, X, fused: bool = True, dropout_key=None, batch_size: int | None = None,
+            **options) -> np.ndarray:
     """The network's outputs for X, as a new array.
 
     ``fused=False`` runs the generic population-by-population path even for a plain chain of
     layers (the reference the fast path is tested against); the numbers agree to rounding.
     ``dropout_key=(seed, epoch, batch)`` gives the outputs a training step with that key sees
     (dropout applied); without it, dropout layers are the identity.
+    ``batch_size=N`` runs N samples at a time (bounded memory; the same outputs, with a dropout
+    key too: each batch's masks are those of its rows' positions in X).
     """
     _no_options(options)
+    check_batch_size(batch_size)
     plan, P, dt = _prepare(net, params)
     X = check_inputs(net, X, dt)
     key = _dropout.check_key(dropout_key)
     chain = _chain(net, fused)
-    with _blas.single_threaded(_small(plan, chain, X.shape)):
-        if chain is not None:
-            y = chain.forward(P, Workspace(), X, dropout=key)
-        else:
-            y = outputs(plan, forward(plan, P, X, key))
-        return np.array(to_user_layout(plan, y))
+    ws = Workspace()
+
+    def run(Xb: np.ndarray, start: int) -> np.ndarray:
+        kb = None if key is None else _dropout.shift_key(key, start)
+        with _blas.single_threaded(_small(plan, chain, Xb.shape)):
+            if chain is not None:
+                y = chain.forward(P, ws, Xb, dropout=kb)
+            else:
+                y = outputs(plan, forward(plan, P, Xb, kb))
+            return np.array(to_user_layout(plan, y))
+
+    return in_batches(run, X, batch_size, with_start=True)
 
 
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None,
-                  fused: bool = True, dropout_key=None, **options):
+                  fused: bool = True, dropout_key=None, sample_weight=None, **options):
     """(mean loss, gradients as Params with the same keys and shapes as ``params``).
 
+    ``truncate=k``: a delta crosses a recurrent synapse from step t back to step t − 1 only when
+    t > T − k (``objective.horizon``): the state entering every step t ≤ T − k is taken as a constant.
+    ``sample_weight`` (one weight >= 0 per sample, or per sample and step for sequence targets)
+    makes the loss the weighted mean ``Σ wᵢ·lᵢ / Σ wᵢ`` (``nomagic.model.losses``).
     ``dropout_key=(seed, epoch, batch)``: dropout layers apply the masks of that key, as in
     training (see ``nomagic.model.dropout``); None (the default): they are the identity."""
     _no_options(options)
@@ -478,6 +513,9 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     X = check_inputs(net, X, dt)
     Y = check_targets(net, loss_fn, Y, X, dt)
     check_truncate(truncate)
+    w = row_weights(loss_fn, Y, sample_weight)
+    if w is not None:
+        loss_fn = loss_fn.weighted(_rows_to_engine(w, dt))
     chain = _chain(net, fused)
     with _blas.single_threaded(_small(plan, chain, X.shape)):
         if chain is not None:
@@ -507,6 +545,30 @@ def _small(plan: Plan, chain: Chain | None, X_shape: tuple) -> bool:
         if b.kind == "dense":
             largest = max(largest, plan.net.population(b.source).size * plan.net.population(b.target).size)
     return _blas.is_small(rows * largest)
+
+
+def _rows_to_engine(w: np.ndarray, dtype) -> np.ndarray:
+    """Row weights (batch,) or (batch, time) in engine layout ((time, batch) for sequences)."""
+    w = np.asarray(w, dtype=dtype)
+    return np.ascontiguousarray(w.T) if w.ndim == 2 else w
+
+
+def _check_state(plan: Plan, state, B: int, dtype) -> dict:
+    """A recurrent state {population name: (batch, size)} checked against the network."""
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"state must be a dict {{population name: (batch, size) array}}; "
+                                f"got {type(state).__name__}")
+    out = {}
+    for name, value in state.items():
+        if name not in plan.state_names:
+            raise InvalidInputError(f"state names {name!r}, which no recurrent synapse reads; the state of "
+                                    f"this network is {', '.join(plan.state_names) or 'empty'}")
+        a = np.asarray(value, dtype=dtype)
+        size = plan.net.population(name).size
+        if a.shape != (B, size):
+            raise InvalidInputError(f"state[{name!r}] must have shape {(B, size)}; got {a.shape}")
+        out[name] = a
+    return out
 
 
 def _no_options(options) -> None:
@@ -555,21 +617,30 @@ class Trainer:
                     a, b = self.layout.offsets[spec.key]
                     self.weight_mask[a:b] = 1.0 if spec.mask is None else spec.mask.ravel()
 
-    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None) -> float:
+    def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None, state=None,
+                    sample_weight=None) -> float:
         """One optimizer step on a checked batch; returns the objective before the step.
+
         ``dropout_key``: (seed, epoch, batch) of the dropout masks (``nm.fit`` gives it); None:
-        dropout layers are the identity."""
+        dropout layers are the identity. ``state``: the recurrent layers start from it
+        (``last_state()`` of the chunk before); ``sample_weight``: one weight per row of ``Y``
+        (``losses.row_weights``), for the weighted mean loss."""
         plan = self.plan
         mode = self._modes.get(X.shape)
         if mode is None:
             mode = self._modes[X.shape] = self._mode(X.shape)
         self._use(mode)
+        loss = self.loss
+        if sample_weight is not None:
+            loss = loss.weighted(_rows_to_engine(sample_weight, self.flat.dtype))
+        if state is not None:
+            state = _check_state(plan, state, X.shape[0], self.flat.dtype)
         if self.chain is not None:
-            value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), self.loss,
-                                             self.G, self.truncate, dropout=dropout_key)
+            value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), loss,
+                                             self.G, self.truncate, dropout=dropout_key, state=state)
         else:
-            tape = forward(plan, self.P, X, dropout_key)
-            value, dy, dz = loss_on_tape(plan, tape, self.loss, targets_to_engine(plan, Y))
+            tape = forward(plan, self.P, X, dropout_key, state)
+            value, dy, dz = loss_on_tape(plan, tape, loss, targets_to_engine(plan, Y))
             backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
             self.ws.out = (tape, False)
         g, w = self.gflat, self.flat
@@ -651,6 +722,28 @@ class Trainer:
         elif is_logits and not logits_ok:
             out = self.chain.ops[-1].fn.forward(out)
         return to_user_layout(self.plan, out)
+
+    def last_state(self) -> dict:
+        """The recurrent state after the last step of the last batch trained (its forward pass,
+        before its optimizer step): {population name: (batch, size)} copies, to start the next
+        chunk from (``train_batch(..., state=...)``). Part of the Trainer contract for ``tbptt``."""
+        if self.chain is not None:
+            return self.chain.final_state(self.ws)
+        return final_state(self.plan, self.ws.out[0])
+
+    def advance(self, X: np.ndarray, state=None, dropout_key: tuple | None = None) -> dict:
+        """Run the network forward over checked inputs from ``state`` (None: zeros), with no loss
+        and no step; returns the final recurrent state (as ``last_state``). ``dropout_key``: the
+        training step's key, so that a dropout layer between recurrent layers drops what it drops
+        in the chunks that take the loss (None: dropout layers are the identity)."""
+        if state is not None:
+            state = _check_state(self.plan, state, X.shape[0], self.flat.dtype)
+        with _blas.single_threaded(_small(self.plan, self.chain, X.shape)):
+            if self.chain is not None:
+                ws = Workspace()
+                self.chain.forward(self.P, ws, X, dropout=dropout_key, state=state)
+                return self.chain.final_state(ws)
+            return final_state(self.plan, forward(self.plan, self.P, X, dropout_key, state))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         small = _small(self.plan, self.chain, X.shape)

@@ -17,6 +17,10 @@ module computes the same numbers with far fewer NumPy calls:
 * backpropagation through time is written out by hand below, from the same formulas as the
   generic engine (the gates' σ and tanh derivatives, the cell's product and sum rules), including
   its ``truncate`` rule: a delta crosses from step t to step t − 1 only when t > T − truncate.
+  A recurrent layer may start from a given state (``state``: {"<layer>.h": (batch, H), and
+  "<layer>.c" for an LSTM}, the generic engine's population names) instead of zeros — what
+  truncated BPTT by chunks (``nm.fit(..., tbptt=k)``) carries from one chunk to the next; the
+  gradient never flows into it;
   Every factor that does not depend on the deltas is computed outside the time loop, and the
   gradient of M is one matrix product over all steps;
 * arrays are kept in a ``Workspace`` and reused from one training step to the next; in training,
@@ -248,6 +252,10 @@ class _RecurrentOp:
     def _output(self, h: np.ndarray) -> np.ndarray:
         return h if self.seq else h[-1]
 
+    def _initial(self, state, part: str = "h") -> np.ndarray | None:
+        """The given initial state of this layer (batch, H), or None (zeros)."""
+        return None if state is None else state.get(f"{self.name}.{part}")
+
     def _dh_step(self, d, t: int, T: int, carry, valid: bool, buf) -> np.ndarray | None:
         """The delta arriving at h_t: from the layers above, plus (if ``valid``) from step t+1."""
         if self.seq:
@@ -270,7 +278,7 @@ class ElmanOp(_RecurrentOp):
         if return_sequences:
             self.output_activation = activation
 
-    def forward(self, P, ws, x, train, logits):
+    def forward(self, P, ws, x, train, logits, state=None):
         T, B, n_in = x.shape
         H, dt = self.H, x.dtype
         x2 = x.reshape(T * B, n_in)
@@ -280,19 +288,26 @@ class ElmanOp(_RecurrentOp):
         z += P[self.b]
         h = ws.get((self.idx, "h"), (T, B, H), dt)
         tmp = ws.get((self.idx, "tmp"), (B, H), dt)
+        h0 = self._initial(state)
         for t in range(T):
             if t:
                 np.matmul(h[t - 1], U, out=tmp)
                 z[t] += tmp
+            elif h0 is not None:
+                np.matmul(h0, U, out=tmp)
+                z[0] += tmp
             _act_into(self.act, self.fn, z[t], h[t])
-        ws.saved[self.idx] = (x2, z, h)
+        ws.saved[self.idx] = (x2, z, h, h0)
         return self._output(h)
+
+    def final_state(self, ws) -> dict:
+        return {f"{self.name}.h": ws.saved[self.idx][2][-1].copy()}
 
     def logits(self, ws):
         return ws.saved[self.idx][1]
 
     def backward(self, P, ws, G, d, d_is_z, need_dx, truncate):
-        x2, z, h = ws.saved[self.idx]
+        x2, z, h, h0 = ws.saved[self.idx]
         T, B, H = h.shape
         dt = h.dtype
         U = P[self.U]
@@ -326,6 +341,8 @@ class ElmanOp(_RecurrentOp):
             np.matmul(h[:-1].reshape(-1, H).T, dz[1:].reshape(-1, H), out=G[self.U])
         else:
             G[self.U][...] = 0
+        if h0 is not None:  # the given initial state feeds step 0 through U
+            G[self.U] += h0.T @ dz[0]
         np.sum(dz2, axis=0, out=G[self.b])
         if not need_dx:
             return None
@@ -359,12 +376,16 @@ class _GatedOp(_RecurrentOp):
     new h is written straight into Z_{t+1}. Between layers, and for the weight gradients (one
     matrix product over all steps), arrays are batch-major: (time, batch, features)."""
 
-    def _stack_inputs(self, ws, x: np.ndarray) -> np.ndarray:
-        """Z (T+1, H+in+1, B): rows [h₋₁ (filled step by step); x_t; 1]."""
+    def _stack_inputs(self, ws, x: np.ndarray, state=None) -> np.ndarray:
+        """Z (T+1, H+in+1, B): rows [h₋₁ (filled step by step; the initial state or 0); x_t; 1]."""
         T, B, n_in = x.shape
         H = self.H
         Z = ws.get((self.idx, "Z"), (T + 1, H + n_in + 1, B), x.dtype)
-        Z[0, :H] = 0
+        h0 = self._initial(state)
+        if h0 is None:
+            Z[0, :H] = 0
+        else:
+            np.copyto(Z[0, :H], h0.T)
         np.copyto(Z[:T, H:H + n_in], x.transpose(0, 2, 1))
         Z[:, H + n_in] = 1
         return Z
@@ -397,7 +418,7 @@ class _GatedOp(_RecurrentOp):
     def _grad_M(self, ws, Z: np.ndarray, dYb: np.ndarray) -> np.ndarray:
         """Σ_t Z_t·dY_tᵀ as one matrix product: (H+in+1, rows of M) — the gradient of every
         weight that multiplies h₋₁ (first H rows), x (next in rows) and 1 (the last row: biases).
-        h₋₁ is 0 at the first step, so that step adds nothing to the U part, as it should."""
+        h₋₁ is 0 (or the given initial state) at the first step, as it should."""
         T = Z.shape[0] - 1
         K, B = Z.shape[1], Z.shape[2]
         Z2 = ws.get((self.idx, "Z2"), (K, T, B), Z.dtype)
@@ -434,7 +455,7 @@ class LSTMOp(_GatedOp):
         self.Us = [f"{name}.U_{k}" for k in self.ORDER]
         self.bs = [f"{name}.b_{k}" for k in self.ORDER]
 
-    def forward(self, P, ws, x, train, logits):
+    def forward(self, P, ws, x, train, logits, state=None):
         T, B, n_in = x.shape
         H, dt, key = self.H, x.dtype, self.idx
         Wc, Uc = self._concat(P, ws, n_in, dt)
@@ -444,11 +465,15 @@ class LSTMOp(_GatedOp):
         np.copyto(M[:, H:H + n_in], Wc.T)
         np.concatenate([P[b] for b in self.bs], out=M[:, H + n_in])
         M[:3 * H] *= 0.5
-        Z = self._stack_inputs(ws, x)
+        Z = self._stack_inputs(ws, x, state)
         # A[t] holds step t's gates [i f o g] and, below them, c₋₁ (so that one product gives
         # [i⊙g; f⊙c₋₁]); the new c goes into A[t+1]
         A = ws.get((key, "A"), (T + 1, 5 * H, B), dt)
-        A[0, 4 * H:] = 0
+        c0 = self._initial(state, "c")
+        if c0 is None:
+            A[0, 4 * H:] = 0
+        else:
+            np.copyto(A[0, 4 * H:], c0.T)
         tc = ws.get((key, "tc"), (T, H, B), dt)
         p2 = ws.get((key, "p2"), (2 * H, B), dt)
         one, half = dt.type(1.0), dt.type(0.5)
@@ -467,6 +492,11 @@ class LSTMOp(_GatedOp):
             np.multiply(o, tct, out=h)  # h = o⊙tanh(c)
         ws.saved[key] = (x.reshape(T * B, n_in), Z, A, tc, Wc, Uc)
         return self._output(Z, ws)
+
+    def final_state(self, ws) -> dict:
+        Z, A = ws.saved[self.idx][1:3]
+        H = self.H
+        return {f"{self.name}.h": Z[-1, :H].T.copy(), f"{self.name}.c": A[-1, 4 * H:].T.copy()}
 
     CHUNK = 8  # steps whose factors are computed together: big enough operations, still in cache
 
@@ -544,7 +574,7 @@ class GRUOp(_GatedOp):
         self.bs = [f"{name}.b_{k}" for k in GATES["gru"]]
         self.b_hn = f"{name}.b_hn"
 
-    def forward(self, P, ws, x, train, logits):
+    def forward(self, P, ws, x, train, logits, state=None):
         T, B, n_in = x.shape
         H, dt, key = self.H, x.dtype, self.idx
         Wc, Uc = self._concat(P, ws, n_in, dt)
@@ -559,7 +589,7 @@ class GRUOp(_GatedOp):
         M[2 * H:3 * H, H + n_in] = P[self.b_hn]
         M[3 * H:, H + n_in] = P[self.bs[2]]
         M[:2 * H] *= 0.5
-        Z = self._stack_inputs(ws, x)
+        Z = self._stack_inputs(ws, x, state)
         Y = ws.get((key, "Y"), (T, 4 * H, B), dt)  # [r z hn xn]; r and z become the gates
         n = ws.get((key, "n"), (T, H, B), dt)
         tmp = ws.get((key, "tmp"), (H, B), dt)
@@ -580,6 +610,9 @@ class GRUOp(_GatedOp):
             np.add(nt, tmp, out=h)
         ws.saved[key] = (x.reshape(T * B, n_in), Z, Y, n, Wc, Uc)
         return self._output(Z, ws)
+
+    def final_state(self, ws) -> dict:
+        return {f"{self.name}.h": ws.saved[self.idx][1][-1, :self.H].T.copy()}
 
     def backward(self, P, ws, G, d, d_is_z, need_dx, truncate):
         x2, Z, Y, n, Wc, Uc = ws.saved[self.idx]
@@ -672,23 +705,37 @@ class Chain:
         return best
 
     def forward(self, P, ws: Workspace, X: np.ndarray, train: bool = False, loss=None,
-                dropout: tuple | None = None) -> np.ndarray:
+                dropout: tuple | None = None, state=None) -> np.ndarray:
         """Outputs in engine layout ((time, batch, n) for sequences) for checked inputs X;
-        ``dropout``: the pass's dropout key, or None (dropout layers are the identity)."""
+        ``dropout``: the pass's dropout key, or None (dropout layers are the identity); the
+        recurrent layers start from ``state`` (see :meth:`final_state`) where it names them."""
         ws.saved[DropoutOp.KEY] = dropout
         x = np.ascontiguousarray(X.transpose(1, 0, 2)) if self.temporal else X
         last = len(self.ops) - 1
         logits = train and self._fused_loss(loss)
         for k, op in enumerate(self.ops):
-            x = op.forward(P, ws, x, train, logits and k == last)
+            if state is not None and isinstance(op, _RecurrentOp):
+                x = op.forward(P, ws, x, train, logits and k == last, state)
+            else:
+                x = op.forward(P, ws, x, train, logits and k == last)
         return x
+
+    def final_state(self, ws: Workspace) -> dict:
+        """The last step's state of every recurrent layer of the last forward pass, as copies:
+        {"<layer>.h": (batch, H)}, and "<layer>.c" for an LSTM."""
+        out: dict = {}
+        for op in self.ops:
+            if isinstance(op, _RecurrentOp):
+                out.update(op.final_state(ws))
+        return out
 
     def _fused_loss(self, loss) -> bool:
         return loss is not None and uses_logits(loss, self.ops[-1].output_activation)
 
-    def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None, dropout=None) -> float:
+    def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None, dropout=None,
+                      state=None) -> float:
         """Forward, loss and backward; gradients are written into the arrays of ``G``."""
-        out = self.forward(P, ws, X, train=True, loss=loss, dropout=dropout)
+        out = self.forward(P, ws, X, train=True, loss=loss, dropout=dropout, state=state)
         if self._fused_loss(loss):
             value, d = loss.from_logits(self.ops[-1].logits(ws), Y_engine)
             is_z = True
