@@ -47,6 +47,7 @@ from ...model.activations import get_activation
 from ...model.chains import plain_chain
 from ...model.gates import GATES, sigmoid_first
 from ...model.graph import Network
+from ...model.losses import _ce_logits
 from ..cache import PlanCache
 from ..objective import horizon, uses_logits
 from . import blas as _blas
@@ -187,6 +188,30 @@ class DenseOp:
         dx = ws.get((self.idx, "dx"), (d2.shape[0], W.shape[0]), d2.dtype)
         ws.matmul(d2, W.T, dx)
         return dx.reshape(lead + (W.shape[0],))
+
+    def backward_fm(self, P, ws: Workspace, G, dT: np.ndarray, d_is_z: bool, need_dx: bool) -> np.ndarray | None:
+        """``backward`` for a 2-d batch, with the deltas feature-major: ``dT`` is (units, batch),
+        C-contiguous, and so is the delta returned for the layer below, (in, batch). Then every
+        product is one that OpenBLAS runs at full speed: dW = xᵀ·dTᵀ and dxᵀ = W·dT. (Batch-major,
+        dx = d·Wᵀ takes up to twice as long on small batches: OpenBLAS's kernel for a transposed
+        right operand is the slow one.) ``dT`` is overwritten."""
+        x2, z, a, _ = ws.saved[self.idx]
+        if not d_is_z:
+            if self.act == "relu":
+                mask = ws.get((self.idx, "maskT"), dT.shape, np.dtype(bool))
+                np.multiply(dT, np.greater(a.T, 0, out=mask), out=dT)
+            elif self.act in ("tanh", "sigmoid"):
+                _act_grad_(self.act, self.fn, None, a.T, dT, ws.get((self.idx, "tmpT"), dT.shape, dT.dtype))
+            elif self.act != "linear":  # softmax and the rest: on batch-major rows
+                dT[...] = self.fn.backward(z, a, dT.T).T
+        ws.matmul(x2.T, dT.T, G[self.W])
+        if self.b is not None:  # Σ over the batch, as a matrix-vector product
+            np.matmul(dT, ws.ones(dT.shape[1], dT.dtype), out=G[self.b])
+        if not need_dx:
+            return None
+        W = P[self.W]
+        dxT = ws.get((self.idx, "dxT"), (W.shape[0], dT.shape[1]), dT.dtype)
+        return ws.matmul(W, dT, dxT)
 
 
 # -- recurrent layers -----------------------------------------------------------------------------
@@ -617,6 +642,8 @@ class Chain:
         self.n_inputs = net.n_inputs
         sizes = [net.n_inputs] + [op.units if isinstance(op, DenseOp) else op.H for op in ops]
         self._sizes = sizes
+        # a plain MLP: its backward pass runs feature-major (``_dense_backward``)
+        self.dense = not self.temporal and all(isinstance(op, DenseOp) for op in ops)
 
     def largest_gemm(self, X_shape: tuple) -> int:
         """The largest m·k·n of the matrix products one training step runs (for BLAS threads)."""
@@ -646,6 +673,8 @@ class Chain:
     def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None) -> float:
         """Forward, loss and backward; gradients are written into the arrays of ``G``."""
         out = self.forward(P, ws, X, train=True, loss=loss)
+        if self.dense:
+            return self._dense_backward(P, ws, out, Y_engine, loss, G)
         if self._fused_loss(loss):
             value, d = loss.from_logits(self.ops[-1].logits(ws), Y_engine)
             is_z = True
@@ -657,6 +686,63 @@ class Chain:
             d = self.ops[k].backward(P, ws, G, d, is_z, k > 0, truncate)
             is_z = False
         return value
+
+    # below this many rows, ``_dense_backward`` runs feature-major (measured on OpenBLAS 0.3.31,
+    # 128-wide layers: 20% less time for the backward products at a batch of 32, even at 64, and
+    # 10% more at 128, where the kernels for every layout run alike and the transposed reads of
+    # the activations cost more)
+    FM_ROWS = 64
+
+    def _dense_backward(self, P, ws: Workspace, out: np.ndarray, Y, loss, G) -> float:
+        """The loss and the backward pass of a chain of dense layers on a 2-d batch; on small
+        batches with the deltas feature-major (see ``DenseOp.backward_fm``)."""
+        last = self.ops[-1]
+        fused = self._fused_loss(loss)
+        rows = out.shape[0]
+        fm = rows < self.FM_ROWS
+        if fm:
+            dT = ws.get((last.idx, "dT"), (last.units, rows), out.dtype)
+            d = dT.T
+        else:
+            d = ws.get((last.idx, "d"), (rows, last.units), out.dtype)
+        if fused and loss.from_logits is _ce_logits:
+            value = _softmax_ce(ws, last.logits(ws), Y, d)
+        else:
+            if fused:
+                value, g = loss.from_logits(last.logits(ws), Y)
+            else:
+                value, g = loss.value(out, Y), loss.grad(out, Y)
+            np.copyto(d, g)
+        ws.out = (out, fused)  # the backward pass leaves it as it is
+        is_z = fused
+        for k in range(len(self.ops) - 1, -1, -1):
+            if fm:
+                dT = self.ops[k].backward_fm(P, ws, G, dT, is_z, k > 0)
+            else:
+                d = self.ops[k].backward(P, ws, G, d, is_z, k > 0, None)
+            is_z = False
+        return value
+
+
+def _softmax_ce(ws: Workspace, z: np.ndarray, Y: np.ndarray, d: np.ndarray) -> float:
+    """``losses._ce_logits`` on a 2-d batch, in the workspace's buffers: returns the mean loss,
+    and writes its gradient (softmax(z) − y)/n into ``d`` (of z's shape, any layout)."""
+    n, c = z.shape
+    dt = z.dtype
+    m = ws.get(("ce", "m"), (n, 1), dt)
+    s = ws.get(("ce", "s"), (n, 1), dt)
+    e = ws.get(("ce", "e"), (n, c), dt)
+    z.max(axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
+    np.subtract(z, m, out=e)
+    np.exp(e, out=e)
+    e.sum(axis=1, keepdims=True, out=s)
+    np.divide(e, s, out=e)
+    np.subtract(e, Y, out=d)
+    np.divide(d, n, out=d)
+    np.log(s, out=s)
+    s += m
+    np.subtract(z, s, out=e)  # log softmax(z)
+    return float(-np.vdot(Y, e) / n)
 
 
 def _compile(net: Network) -> Chain | None:
