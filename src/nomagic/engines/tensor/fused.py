@@ -189,30 +189,6 @@ class DenseOp:
         ws.matmul(d2, W.T, dx)
         return dx.reshape(lead + (W.shape[0],))
 
-    def backward_fm(self, P, ws: Workspace, G, dT: np.ndarray, d_is_z: bool, need_dx: bool) -> np.ndarray | None:
-        """``backward`` for a 2-d batch, with the deltas feature-major: ``dT`` is (units, batch),
-        C-contiguous, and so is the delta returned for the layer below, (in, batch). Then every
-        product is one that OpenBLAS runs at full speed: dW = xᵀ·dTᵀ and dxᵀ = W·dT. (Batch-major,
-        dx = d·Wᵀ takes up to twice as long on small batches: OpenBLAS's kernel for a transposed
-        right operand is the slow one.) ``dT`` is overwritten."""
-        x2, z, a, _ = ws.saved[self.idx]
-        if not d_is_z:
-            if self.act == "relu":
-                mask = ws.get((self.idx, "maskT"), dT.shape, np.dtype(bool))
-                np.multiply(dT, np.greater(a.T, 0, out=mask), out=dT)
-            elif self.act in ("tanh", "sigmoid"):
-                _act_grad_(self.act, self.fn, None, a.T, dT, ws.get((self.idx, "tmpT"), dT.shape, dT.dtype))
-            elif self.act != "linear":  # softmax and the rest: on batch-major rows
-                dT[...] = self.fn.backward(z, a, dT.T).T
-        ws.matmul(x2.T, dT.T, G[self.W])
-        if self.b is not None:  # Σ over the batch, as a matrix-vector product
-            np.matmul(dT, ws.ones(dT.shape[1], dT.dtype), out=G[self.b])
-        if not need_dx:
-            return None
-        W = P[self.W]
-        dxT = ws.get((self.idx, "dxT"), (W.shape[0], dT.shape[1]), dT.dtype)
-        return ws.matmul(W, dT, dxT)
-
 
 # -- recurrent layers -----------------------------------------------------------------------------
 
@@ -642,7 +618,7 @@ class Chain:
         self.n_inputs = net.n_inputs
         sizes = [net.n_inputs] + [op.units if isinstance(op, DenseOp) else op.H for op in ops]
         self._sizes = sizes
-        # a plain MLP: its backward pass runs feature-major (``_dense_backward``)
+        # a plain MLP: trained by a ``_DenseStep``
         self.dense = not self.temporal and all(isinstance(op, DenseOp) for op in ops)
 
     def largest_gemm(self, X_shape: tuple) -> int:
@@ -672,9 +648,11 @@ class Chain:
 
     def loss_and_grad(self, P, ws: Workspace, X, Y_engine, loss, G, truncate=None) -> float:
         """Forward, loss and backward; gradients are written into the arrays of ``G``."""
+        if self.dense and X.ndim == 2:
+            step = _DenseStep.bound(self, P, G, ws, X, loss)
+            if step is not None:
+                return step.run(X, Y_engine)
         out = self.forward(P, ws, X, train=True, loss=loss)
-        if self.dense:
-            return self._dense_backward(P, ws, out, Y_engine, loss, G)
         if self._fused_loss(loss):
             value, d = loss.from_logits(self.ops[-1].logits(ws), Y_engine)
             is_z = True
@@ -687,62 +665,115 @@ class Chain:
             is_z = False
         return value
 
-    # below this many rows, ``_dense_backward`` runs feature-major (measured on OpenBLAS 0.3.31,
-    # 128-wide layers: 20% less time for the backward products at a batch of 32, even at 64, and
-    # 10% more at 128, where the kernels for every layout run alike and the transposed reads of
-    # the activations cost more)
+
+class _DenseStep:
+    """A training step of a plain MLP (dense layers; hidden activations relu, tanh, sigmoid or
+    linear) on 2-d batches of one size: the same operations as the layers' ``forward`` and
+    ``backward`` with every array bound once, so that a step is the NumPy calls and little else.
+
+    On small batches (fewer than FM_ROWS rows) the backward pass runs feature-major: the deltas
+    are (units, batch) arrays, so that dW = xᵀ·dᵀ and the delta below, W·d, are products OpenBLAS
+    runs at full speed. Batch-major, the delta below is d·Wᵀ, and OpenBLAS's kernel for a
+    transposed right operand takes up to twice as long on small matrices (measured, OpenBLAS
+    0.3.31, a batch of 32 through 128 units: 19 µs against 10). From 64 rows on every layout runs
+    alike and the transposed reads of the activations cost more, so larger batches stay
+    batch-major. Softmax with cross-entropy runs in the step's own buffers."""
+
     FM_ROWS = 64
 
-    def _dense_backward(self, P, ws: Workspace, out: np.ndarray, Y, loss, G) -> float:
-        """The loss and the backward pass of a chain of dense layers on a 2-d batch; on small
-        batches with the deltas feature-major (see ``DenseOp.backward_fm``)."""
-        last = self.ops[-1]
-        fused = self._fused_loss(loss)
-        rows = out.shape[0]
-        fm = rows < self.FM_ROWS
-        if fm:
-            dT = ws.get((last.idx, "dT"), (last.units, rows), out.dtype)
-            d = dT.T
+    @classmethod
+    def bound(cls, chain: Chain, P, G, ws: Workspace, X: np.ndarray, loss) -> _DenseStep | None:
+        """The step for this batch size, made once per workspace; None when the chain needs the
+        layers' own code (an activation other than the four, unfused, on any layer)."""
+        key = ("dense step", X.shape[0], X.dtype)
+        step = ws.arrays.get(key)
+        if step is None or step.P is not P or step.G is not G or step.loss is not loss:
+            step = ws.arrays[key] = cls(chain, P, G, ws, X.shape[0], X.dtype, loss)
+        return step if step.ok else None
+
+    def __init__(self, chain: Chain, P, G, ws: Workspace, rows: int, dt, loss) -> None:
+        self.P, self.G, self.loss, self.ws = P, G, loss, ws
+        ops = chain.ops
+        self.fused = chain._fused_loss(loss)
+        acts = [op.act for op in (ops[:-1] if self.fused else ops)]
+        self.ok = all(a in _INPLACE for a in acts)
+        if not self.ok:
+            return
+        self.ce = self.fused and loss.from_logits is _ce_logits
+        fm = self.fm = rows < self.FM_ROWS
+        self.layers = []
+        for k, op in enumerate(ops):
+            z = np.empty((rows, op.units), dt)
+            d = np.empty((op.units, rows) if fm else (rows, op.units), dt)
+            act = None if (self.fused and k == len(ops) - 1) else op.act
+            mask = np.empty(d.shape, bool) if act == "relu" else None
+            tmp = np.empty(d.shape, dt) if act in ("tanh", "sigmoid") else None
+            self.layers.append((P[op.W], None if op.b is None else P[op.b], G[op.W],
+                                None if op.b is None else G[op.b], z, d, act, op.fn, mask, tmp))
+        self.ones = np.ones(rows, dt)
+        c = ops[-1].units
+        self.m, self.s, self.e = np.empty((rows, 1), dt), np.empty((rows, 1), dt), np.empty((rows, c), dt)
+
+    def run(self, X: np.ndarray, Y: np.ndarray) -> float:
+        mm, fm, layers = self.ws.matmul, self.fm, self.layers
+        x = X
+        for W, b, _, _, z, _, act, fn, _, _ in layers:
+            mm(x, W, z)
+            if b is not None:
+                np.add(z, b, out=z)
+            if act is not None:
+                _act_into(act, fn, z, z)
+            x = z
+        out = x
+        d = layers[-1][5]
+        dview = d.T if fm else d
+        if self.ce:
+            value = self._softmax_ce(out, Y, dview)
         else:
-            d = ws.get((last.idx, "d"), (rows, last.units), out.dtype)
-        if fused and loss.from_logits is _ce_logits:
-            value = _softmax_ce(ws, last.logits(ws), Y, d)
-        else:
-            if fused:
-                value, g = loss.from_logits(last.logits(ws), Y)
+            if self.fused:
+                value, g = self.loss.from_logits(out, Y)
             else:
-                value, g = loss.value(out, Y), loss.grad(out, Y)
-            np.copyto(d, g)
-        ws.out = (out, fused)  # the backward pass leaves it as it is
-        is_z = fused
-        for k in range(len(self.ops) - 1, -1, -1):
+                value, g = self.loss.value(out, Y), self.loss.grad(out, Y)
+            np.copyto(dview, g)
+        self.ws.out = (out, self.fused)  # the backward pass leaves it as it is
+        for k in range(len(layers) - 1, -1, -1):
+            W, b, gW, gb, z, d, act, fn, mask, tmp = layers[k]
+            a = z.T if fm else z
+            if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
+                np.multiply(d, np.greater(a, 0, out=mask), out=d)
+            elif act is not None:
+                _act_grad_(act, fn, None, a, d, tmp)
+            x = layers[k - 1][4] if k else X
             if fm:
-                dT = self.ops[k].backward_fm(P, ws, G, dT, is_z, k > 0)
+                mm(x.T, d.T, gW)
+                if gb is not None:  # Σ over the batch, as a matrix-vector product
+                    np.matmul(d, self.ones, out=gb)
+                if k:
+                    mm(W, d, layers[k - 1][5])
             else:
-                d = self.ops[k].backward(P, ws, G, d, is_z, k > 0, None)
-            is_z = False
+                mm(x.T, d, gW)
+                if gb is not None:
+                    np.matmul(self.ones, d, out=gb)
+                if k:
+                    mm(d, W.T, layers[k - 1][5])
         return value
 
-
-def _softmax_ce(ws: Workspace, z: np.ndarray, Y: np.ndarray, d: np.ndarray) -> float:
-    """``losses._ce_logits`` on a 2-d batch, in the workspace's buffers: returns the mean loss,
-    and writes its gradient (softmax(z) − y)/n into ``d`` (of z's shape, any layout)."""
-    n, c = z.shape
-    dt = z.dtype
-    m = ws.get(("ce", "m"), (n, 1), dt)
-    s = ws.get(("ce", "s"), (n, 1), dt)
-    e = ws.get(("ce", "e"), (n, c), dt)
-    z.max(axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
-    np.subtract(z, m, out=e)
-    np.exp(e, out=e)
-    e.sum(axis=1, keepdims=True, out=s)
-    np.divide(e, s, out=e)
-    np.subtract(e, Y, out=d)
-    np.divide(d, n, out=d)
-    np.log(s, out=s)
-    s += m
-    np.subtract(z, s, out=e)  # log softmax(z)
-    return float(-np.vdot(Y, e) / n)
+    def _softmax_ce(self, z: np.ndarray, Y: np.ndarray, d: np.ndarray) -> float:
+        """``losses._ce_logits``: returns the mean loss and writes its gradient, (softmax(z) − y)/n,
+        into ``d`` (z's shape, any layout)."""
+        m, s, e = self.m, self.s, self.e
+        n = z.shape[0]
+        z.max(axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
+        np.subtract(z, m, out=e)
+        np.exp(e, out=e)
+        e.sum(axis=1, keepdims=True, out=s)
+        np.divide(e, s, out=e)
+        np.subtract(e, Y, out=d)
+        np.divide(d, n, out=d)
+        np.log(s, out=s)
+        s += m
+        np.subtract(z, s, out=e)  # log softmax(z)
+        return float(-np.vdot(Y, e) / n)
 
 
 def _compile(net: Network) -> Chain | None:
