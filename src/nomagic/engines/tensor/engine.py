@@ -512,6 +512,7 @@ class Trainer:
         self._team: _blas.Team | None = None
         self._opt_team: _blas.Team | None = None  # shares the optimizer's update, when set
         self._single = None
+        self._mode_now: str | None = None  # the mode the last batch used (``_use``)
         self.loss, self.optimizer = loss, optimizer
         self.l1, self.l2, self.clip_norm, self.truncate = l1, l2, clip_norm, truncate
         dt = next(iter(params.values())).dtype
@@ -537,7 +538,8 @@ class Trainer:
         mode = self._modes.get(X.shape)
         if mode is None:
             mode = self._modes[X.shape] = self._mode(X.shape)
-        self._use(mode)
+        if mode != self._mode_now:
+            self._use(mode)
         if self.chain is not None:
             value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), self.loss,
                                              self.G, self.truncate)
@@ -583,6 +585,7 @@ class Trainer:
         return "team" if dense and 2 <= self._threads <= self.TEAM_MAX else "blas"
 
     def _use(self, mode: str) -> None:
+        self._mode_now = mode
         hold = mode != "blas"  # the BLAS on one thread, from the first such batch until close()
         if hold and self._single is None:
             self._single = _blas.single_threaded(True)

@@ -721,7 +721,9 @@ class _DenseStep:
             mm(x, W, z)
             if b is not None:
                 np.add(z, b, out=z)
-            if act is not None:
+            if act == "relu":
+                np.maximum(z, 0, out=z)
+            elif act is not None:
                 _act_into(act, fn, z, z)
             x = z
         out = x
@@ -763,10 +765,10 @@ class _DenseStep:
         into ``d`` (z's shape, any layout)."""
         m, s, e = self.m, self.s, self.e
         n = z.shape[0]
-        z.max(axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
+        np.maximum.reduce(z, axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
         np.subtract(z, m, out=e)
         np.exp(e, out=e)
-        e.sum(axis=1, keepdims=True, out=s)
+        np.add.reduce(e, axis=1, keepdims=True, out=s)
         np.divide(e, s, out=e)
         np.subtract(e, Y, out=d)
         np.divide(d, n, out=d)
