@@ -671,13 +671,14 @@ class _DenseStep:
     linear) on 2-d batches of one size: the same operations as the layers' ``forward`` and
     ``backward`` with every array bound once, so that a step is the NumPy calls and little else.
 
-    On small batches (fewer than FM_ROWS rows) the backward pass runs feature-major: the deltas
-    are (units, batch) arrays, so that dW = xᵀ·dᵀ and the delta below, W·d, are products OpenBLAS
-    runs at full speed. Batch-major, the delta below is d·Wᵀ, and OpenBLAS's kernel for a
-    transposed right operand takes up to twice as long on small matrices (measured, OpenBLAS
-    0.3.31, a batch of 32 through 128 units: 19 µs against 10). From 64 rows on every layout runs
-    alike and the transposed reads of the activations cost more, so larger batches stay
-    batch-major. Softmax with cross-entropy runs in the step's own buffers."""
+    Layouts. The last layer runs feature-major: its output and delta are (units, batch) arrays,
+    so that softmax's reductions run across rows (each a long contiguous operation, not one short
+    one per sample) and its products are xᵀ·dᵀ and dᵀ·Wᵀ, which OpenBLAS runs at full speed. On
+    small batches (fewer than FM_ROWS rows) every delta is feature-major, so that the delta below
+    is W·d: batch-major it is d·Wᵀ, and OpenBLAS's kernel for a transposed right operand takes up
+    to twice as long on small matrices (measured, OpenBLAS 0.3.31, a batch of 32 through 128 units:
+    19 µs against 10). From 64 rows on every layout runs alike and the transposed reads of the
+    activations cost more, so the hidden layers of larger batches stay batch-major."""
 
     FM_ROWS = 64
 
@@ -700,82 +701,93 @@ class _DenseStep:
         if not self.ok:
             return
         self.ce = self.fused and loss.from_logits is _ce_logits
-        fm = self.fm = rows < self.FM_ROWS
+        last = len(ops) - 1
         self.layers = []
         for k, op in enumerate(ops):
-            z = np.empty((rows, op.units), dt)
+            fm = k == last or rows < self.FM_ROWS  # this layer's delta is feature-major
+            z = np.empty((op.units, rows) if k == last else (rows, op.units), dt)  # its output
             d = np.empty((op.units, rows) if fm else (rows, op.units), dt)
-            act = None if (self.fused and k == len(ops) - 1) else op.act
-            mask = np.empty(d.shape, bool) if act == "relu" else None
-            tmp = np.empty(d.shape, dt) if act in ("tanh", "sigmoid") else None
-            self.layers.append((P[op.W], None if op.b is None else P[op.b], G[op.W],
-                                None if op.b is None else G[op.b], z, d, act, op.fn, mask, tmp))
+            act = None if (self.fused and k == last) else op.act
+            b = None if op.b is None else P[op.b]
+            self.layers.append(dict(
+                W=P[op.W], b=b if b is None or k < last else b[:, None], gW=G[op.W],
+                gb=None if op.b is None else G[op.b], z=z, out=z.T if k == last else z,
+                a=z if fm == (k == last) else z.T, d=d, fm=fm, act=act, fn=op.fn,
+                mask=np.empty(d.shape, bool) if act == "relu" else None,
+                tmp=np.empty(d.shape, dt) if act in ("tanh", "sigmoid") else None))
         self.ones = np.ones(rows, dt)
         c = ops[-1].units
-        self.m, self.s, self.e = np.empty((rows, 1), dt), np.empty((rows, 1), dt), np.empty((rows, c), dt)
+        self.m, self.s = np.empty((1, rows), dt), np.empty((1, rows), dt)
+        self.e, self.Yt = np.empty((c, rows), dt), np.empty((c, rows), dt)
 
     def run(self, X: np.ndarray, Y: np.ndarray) -> float:
-        mm, fm, layers = self.ws.matmul, self.fm, self.layers
+        mm, layers = self.ws.matmul, self.layers
         x = X
-        for W, b, _, _, z, _, act, fn, _, _ in layers:
-            mm(x, W, z)
+        for L in layers:
+            z, b, act = L["z"], L["b"], L["act"]
+            mm(x, L["W"], L["out"])
             if b is not None:
                 np.add(z, b, out=z)
             if act == "relu":
                 np.maximum(z, 0, out=z)
             elif act is not None:
-                _act_into(act, fn, z, z)
+                _act_into(act, L["fn"], z, z)
             x = z
-        out = x
-        d = layers[-1][5]
-        dview = d.T if fm else d
+        top = layers[-1]
+        out, dT = top["out"], top["d"]
         if self.ce:
-            value = self._softmax_ce(out, Y, dview)
+            value = self._softmax_ce(top["z"], Y, dT)
         else:
             if self.fused:
                 value, g = self.loss.from_logits(out, Y)
             else:
                 value, g = self.loss.value(out, Y), self.loss.grad(out, Y)
-            np.copyto(dview, g)
+            np.copyto(dT, g.T)
         self.ws.out = (out, self.fused)  # the backward pass leaves it as it is
         for k in range(len(layers) - 1, -1, -1):
-            W, b, gW, gb, z, d, act, fn, mask, tmp = layers[k]
-            a = z.T if fm else z
+            L = layers[k]
+            d, act, fm = L["d"], L["act"], L["fm"]
             if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
-                np.multiply(d, np.greater(a, 0, out=mask), out=d)
+                np.multiply(d, np.greater(L["a"], 0, out=L["mask"]), out=d)
             elif act is not None:
-                _act_grad_(act, fn, None, a, d, tmp)
-            x = layers[k - 1][4] if k else X
+                _act_grad_(act, L["fn"], None, L["a"], d, L["tmp"])
+            x = layers[k - 1]["z"] if k else X
+            gb = L["gb"]
             if fm:
-                mm(x.T, d.T, gW)
+                mm(x.T, d.T, L["gW"])
                 if gb is not None:  # Σ over the batch, as a matrix-vector product
                     np.matmul(d, self.ones, out=gb)
-                if k:
-                    mm(W, d, layers[k - 1][5])
             else:
-                mm(x.T, d, gW)
+                mm(x.T, d, L["gW"])
                 if gb is not None:
                     np.matmul(self.ones, d, out=gb)
-                if k:
-                    mm(d, W.T, layers[k - 1][5])
+            if k:
+                below = layers[k - 1]
+                if below["fm"]:
+                    mm(L["W"], d, below["d"])
+                elif fm:
+                    mm(d.T, L["W"].T, below["d"])
+                else:
+                    mm(d, L["W"].T, below["d"])
         return value
 
-    def _softmax_ce(self, z: np.ndarray, Y: np.ndarray, d: np.ndarray) -> float:
-        """``losses._ce_logits``: returns the mean loss and writes its gradient, (softmax(z) − y)/n,
-        into ``d`` (z's shape, any layout)."""
-        m, s, e = self.m, self.s, self.e
-        n = z.shape[0]
-        np.maximum.reduce(z, axis=1, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
-        np.subtract(z, m, out=e)
+    def _softmax_ce(self, zT: np.ndarray, Y: np.ndarray, dT: np.ndarray) -> float:
+        """``losses._ce_logits``, feature-major: returns the mean loss and writes its gradient,
+        (softmax(z) − y)/n, into ``dT`` (classes, batch), from the logits ``zT`` (classes, batch)."""
+        m, s, e, Yt = self.m, self.s, self.e, self.Yt
+        n = zT.shape[1]
+        np.maximum.reduce(zT, axis=0, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
+        np.subtract(zT, m, out=e)
         np.exp(e, out=e)
-        np.add.reduce(e, axis=1, keepdims=True, out=s)
+        np.add.reduce(e, axis=0, keepdims=True, out=s)
         np.divide(e, s, out=e)
-        np.subtract(e, Y, out=d)
-        np.divide(d, n, out=d)
+        np.copyto(Yt, Y.T)
+        np.subtract(e, Yt, out=dT)
+        np.divide(dT, n, out=dT)
         np.log(s, out=s)
         s += m
-        np.subtract(z, s, out=e)  # log softmax(z)
-        return float(-np.vdot(Y, e) / n)
+        np.subtract(zT, s, out=e)  # log softmax(z)
+        return float(-np.vdot(Yt, e) / n)
 
 
 def _compile(net: Network) -> Chain | None:
