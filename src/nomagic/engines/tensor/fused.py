@@ -7,7 +7,9 @@ module computes the same numbers with far fewer NumPy calls:
 
 * a dense layer is one matrix product, an in-place bias add and an in-place activation; its
   backward pass writes the weight gradient straight into the caller's buffer, and skips the
-  input's gradient for the first layer;
+  input's gradient for the first layer; a chain of dense layers alone trains through a
+  ``_DenseStep``, which binds every array once per batch size and picks each product's layout
+  for OpenBLAS's fast kernels (feature-major deltas on small batches);
 * an Elman layer projects the input of *all* time steps with one matrix product, then each step
   costs one (batch, H) × (H, H) product and the activation;
 * an LSTM or GRU layer keeps its gates side by side in one matrix M = [U | W | b]ᵀ, and runs its
