@@ -73,8 +73,23 @@ def _interleaved(cases: dict[str, Callable[[], float]], repeats: int, warmup: in
             seconds = fn()
             if r >= warmup:
                 times[name].append(seconds)
-            time.sleep(0.02)  # let worker threads of the other library go idle
+            _settle()
     return times
+
+
+def _settle(window: float = 0.02, most: float = 1.0) -> None:
+    """Wait until this process's threads have gone idle (for up to ``most`` seconds). After a
+    multi-threaded run, a library's worker threads keep spinning on the cores for a while: an
+    OpenBLAS worker for a tenth of a second and more (measured on 2 cores: a whole core for
+    0.1 s after scikit-learn on 2 threads, half of one for 0.2 s), PyTorch's for some ms. A case
+    started meanwhile would share its cores with them, so the next case waits until the process
+    uses under a tenth of a core over ``window`` seconds."""
+    end = time.perf_counter() + most
+    while True:
+        c0 = time.process_time()
+        time.sleep(window)
+        if time.process_time() - c0 < 0.1 * window or time.perf_counter() > end:
+            return
 
 
 def stats(values: Sequence[float] | float | None) -> dict | None:

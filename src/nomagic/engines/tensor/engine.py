@@ -598,6 +598,7 @@ class Trainer:
         self._team: _blas.Team | None = None
         self._opt_team: _blas.Team | None = None  # shares the optimizer's update, when set
         self._single = None
+        self._mode_now: str | None = None  # the mode the last batch used (``_use``)
         self.loss, self.optimizer = loss, optimizer
         self.l1, self.l2, self.clip_norm, self.truncate = l1, l2, clip_norm, truncate
         dt = next(iter(params.values())).dtype
@@ -629,7 +630,8 @@ class Trainer:
         mode = self._modes.get(X.shape)
         if mode is None:
             mode = self._modes[X.shape] = self._mode(X.shape)
-        self._use(mode)
+        if mode != self._mode_now:
+            self._use(mode)
         loss = self.loss
         if sample_weight is not None:
             loss = loss.weighted(_rows_to_engine(sample_weight, self.flat.dtype))
@@ -680,6 +682,7 @@ class Trainer:
         return "team" if dense and 2 <= self._threads <= self.TEAM_MAX else "blas"
 
     def _use(self, mode: str) -> None:
+        self._mode_now = mode
         hold = mode != "blas"  # the BLAS on one thread, from the first such batch until close()
         if hold and self._single is None:
             self._single = _blas.single_threaded(True)
