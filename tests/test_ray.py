@@ -225,3 +225,15 @@ def test_bad_options(cluster):
         net.predict(P, X, engine="ray", strategy="data", partition={"dense_0": 0})
     with pytest.raises(InvalidInputError, match="workers"):
         net.predict(P, X, engine="ray", workers=0)
+
+
+def test_something_else_named_ray_is_said(monkeypatch):
+    """A folder called "ray" on the path (Ray's own /tmp/ray, say) is not Ray: one clear error."""
+    import types
+
+    impostor = types.ModuleType("ray")
+    impostor.__path__ = ["/tmp/ray"]
+    monkeypatch.setitem(sys.modules, "ray", impostor)
+    net = nm.inputs(2) | nm.dense(1)
+    with pytest.raises(MissingDependencyError, match=r"found /tmp/ray instead: pip install 'nomagic\[ray\]'"):
+        net.predict(net.init(), np.zeros((3, 2)), engine="ray")

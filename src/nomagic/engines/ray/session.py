@@ -28,6 +28,9 @@ def import_ray():
         import ray
     except ImportError:
         raise MissingDependencyError(f"engine='ray' needs Ray, which is not installed: {INSTALL}") from None
+    if not hasattr(ray, "is_initialized"):  # a folder named "ray" (Ray's own /tmp/ray, say) in the way
+        paths = list(getattr(ray, "__path__", None) or [getattr(ray, "__file__", "?")])
+        raise MissingDependencyError(f"engine='ray' needs Ray, but 'import ray' found {paths[0]} instead: {INSTALL}")
     return ray
 
 
