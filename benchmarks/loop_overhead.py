@@ -1,7 +1,7 @@
 """What the loop of handlers costs: today's ``nm.fit`` against the one-function ``fit`` of a
-git revision (default ``main``), side by side in one process.
+git revision (default 6a1658b, the last commit before the loop of handlers), side by side in one process.
 
-    PYTHONPATH=src python benchmarks/loop_overhead.py [--rev main] [--repeats 11] [--epochs 5]
+    PYTHONPATH=src python benchmarks/loop_overhead.py [--rev 6a1658b] [--repeats 11] [--epochs 5]
 
 The digits MLP (64-128-128-10, relu, softmax, Adam, float32), batch 32 and 128, no validation,
 progress bar off. The runs take turns (old, new, new without metrics, old, ...) after a warm-up
@@ -55,7 +55,7 @@ def _net():
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rev", default="main")
+    ap.add_argument("--rev", default="6a1658b")
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
