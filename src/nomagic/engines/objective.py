@@ -37,6 +37,22 @@ def clip_scale(sum_of_squares: float, clip_norm: float | None) -> float:
     return clip_norm / norm if norm > clip_norm else 1.0
 
 
+def regularise(value: float, g: np.ndarray, w: np.ndarray, weight_mask: np.ndarray | None, l1: float, l2: float,
+               clip_norm: float | None) -> float:
+    """For engines that keep the whole flat gradient ``g`` of params ``w``: add the penalty on the
+    weights (``weight_mask`` 1 on weights, 0 on biases; None without a penalty) to ``value`` and
+    its gradient to ``g``, then clip ``g`` in place. Returns the objective."""
+    if weight_mask is not None:
+        masked = w * weight_mask
+        value += penalty(masked, l1, l2)
+        add_penalty_grad(g, masked, l1, l2)
+    if clip_norm is not None:
+        scale = clip_scale(float(g @ g), clip_norm)
+        if scale != 1.0:
+            g *= scale
+    return value
+
+
 def uses_logits(loss, output_activation: str | None) -> bool:
     """True when the loss is computed from the output's pre-activation ``z`` in one fused,
     numerically stable formula (softmax + cross-entropy, sigmoid + binary cross-entropy)."""

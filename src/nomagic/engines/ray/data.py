@@ -24,7 +24,7 @@ from ...errors import InvalidInputError
 from ...model.graph import Network
 from ...model.params import FlatLayout, Params, check_params
 from ..base import GradientStep, OptState
-from ..objective import add_penalty_grad, check_truncate, clip_scale, penalty
+from ..objective import check_truncate, regularise
 from .model import Deaths, RoundInfo, _check_positive, _check_workers, _Died, check_worker_errors, default_workers
 from .session import Session
 
@@ -149,14 +149,7 @@ class DataParallel:
     def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout: tuple | None = None) -> float:
         value, g = self.gradient(X, Y, dropout)
         w = self.flat
-        if self.weight_mask is not None:  # the penalty on weights, not biases (as the tensor engine)
-            masked = w * self.weight_mask
-            value += penalty(masked, self.l1, self.l2)
-            add_penalty_grad(g, masked, self.l1, self.l2)
-        if self.clip_norm is not None:
-            scale = clip_scale(float(g @ g), self.clip_norm)
-            if scale != 1.0:
-                g *= scale
+        value = regularise(value, g, w, self.weight_mask, self.l1, self.l2, self.clip_norm)
         self.step_count += 1
         self.optimizer.apply_(self.step_count, w, g, self.slots, self.tmp)
         self.steps_done += 1

@@ -32,7 +32,7 @@ from ...model.params import Params, as_dtype, check_params
 from ...model.validation import check_inputs, check_targets
 from ..base import check_batch_size, in_batches
 from ..cache import PlanCache
-from ..objective import add_penalty_grad, check_truncate, clip_scale, horizon, penalty, uses_logits
+from ..objective import check_truncate, horizon, regularise, uses_logits
 from . import blas as _blas
 from .fused import Chain, DenseOp, DropoutOp, Workspace, chain_for
 
@@ -646,14 +646,7 @@ class Trainer:
             backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
             self.ws.out = (tape, False)
         g, w = self.gflat, self.flat
-        if self.weight_mask is not None:  # the penalty on weights, not biases
-            masked = w * self.weight_mask
-            value += penalty(masked, self.l1, self.l2)
-            add_penalty_grad(g, masked, self.l1, self.l2)
-        if self.clip_norm is not None:
-            scale = clip_scale(float(g @ g), self.clip_norm)
-            if scale != 1.0:
-                g *= scale
+        value = regularise(value, g, w, self.weight_mask, self.l1, self.l2, self.clip_norm)
         self.step_count += 1
         self._optimizer_step(w, g)
         return value
