@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InvalidInputError
 from ...model.graph import Network
 from ...model.params import FlatLayout, Params, check_params
 from ..base import GradientStep, OptState
 from ..objective import check_truncate, regularise
-from .model import Deaths, RoundInfo, _check_positive, _check_workers, _Died, check_worker_errors, default_workers
+from .model import RoundInfo, _check_workers, _Died, check_common, check_worker_errors, default_workers
 from .session import Session
 
 
@@ -43,13 +42,8 @@ class DataParallel:
                  workers: int | None = None, address: str | None = None, timeout: float = 300.0,
                  max_restarts: int = 3, restart_period: float | None = 60.0,
                  on_round: Callable[[RoundInfo], Any] | None = None, actor_options: dict | None = None) -> None:
-        if not isinstance(net, Network):
-            raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
+        self.timeout, self.deaths = check_common(net, timeout, max_restarts, restart_period, on_round)
         check_truncate(truncate)
-        self.timeout = _check_positive(timeout, "timeout")
-        self.deaths = Deaths(max_restarts, restart_period)
-        if on_round is not None and not callable(on_round):
-            raise InvalidInputError(f"on_round must be callable; got {on_round!r}")
         self.on_round, self.actor_options = on_round, actor_options
         P = check_params(net, params)
         self.net = net

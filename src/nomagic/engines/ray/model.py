@@ -136,6 +136,16 @@ def _check_positive(v: Any, what: str, allow_none: bool = False) -> Any:
     return float(v)
 
 
+def check_common(net, timeout, max_restarts, restart_period, on_round) -> tuple[float, Deaths]:
+    """The options both strategies take, checked: the network, the wait bound, the restart limit
+    and the round hook. Returns the timeout and the ``Deaths`` counter."""
+    if not isinstance(net, Network):
+        raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
+    if on_round is not None and not callable(on_round):
+        raise InvalidInputError(f"on_round must be callable; got {on_round!r}")
+    return _check_positive(timeout, "timeout"), Deaths(max_restarts, restart_period)
+
+
 class Deaths:
     """Deaths of each worker, against the limit: more than ``max_restarts`` within ``period``."""
 
@@ -201,12 +211,7 @@ class RayNetwork:
                  partition=None, address: str | None = None, timeout: float = 300.0, max_restarts: int = 3,
                  restart_period: float | None = 60.0, on_round: Callable[[RoundInfo], Any] | None = None,
                  actor_options: dict | None = None) -> None:
-        if not isinstance(net, Network):
-            raise InvalidInputError(f"expected a Network; got {type(net).__name__}")
-        self.timeout = _check_positive(timeout, "timeout")
-        self.deaths = Deaths(max_restarts, restart_period)
-        if on_round is not None and not callable(on_round):
-            raise InvalidInputError(f"on_round must be callable; got {on_round!r}")
+        self.timeout, self.deaths = check_common(net, timeout, max_restarts, restart_period, on_round)
         self.on_round, self.actor_options = on_round, actor_options
         P = check_params(net, params)
         self.net = net
