@@ -276,3 +276,26 @@ def test_plan_runs_as_a_command_without_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "missing.zip" in done.stderr and "Traceback" not in done.stderr
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_a_log_of_a_few_months_is_planned_from(tmp_path, monkeypatch):
+    """A log shorter than a year and a hold-out holds out its last fifth instead."""
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    lines = Path(shipped.athlete_log_path()).read_text().splitlines()
+    short = [lines[0]] + [row for row in lines[1:] if row >= "2015-07-01"]
+    log = tmp_path / "half-year.csv"
+    log.write_text("\n".join(short) + "\n")
+    data = dataset.build(read_log(log), shipped.seattle_weather())
+    split = evaluate.holdout_split(data)
+    n = len(split.train) + len(split.holdout)
+    assert len(split.holdout) == max(evaluate.MIN_HOLDOUT, n // 5) and split.train.max() < split.holdout.min()
+    doc = plancmd.run_plan(str(log), as_json=True, options=models.TrainOptions(epochs=20, rnn_epochs=5)).payload
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["date"] == "2015-12-31"
+
+
+def test_planning_early_in_the_log_warns_that_fitness_is_not_yet_meaningful(cache_dir, planner_models):
+    doc = plancmd.run_plan(date="2012-02-05", as_json=True).payload
+    assert any("less than 42 days of history (35)" in w for w in doc["warnings"]), doc["warnings"]
+    later = plancmd.run_plan(as_json=True).payload
+    assert not any("42 days" in w for w in later["warnings"])

@@ -24,12 +24,13 @@ import numpy as np
 from nomagic.errors import InvalidInputError, require
 
 from .dataset import PlannerData, build
-from .features import Scaler, day_matrix, sample_days
+from .features import WINDOW, Scaler, day_matrix, sample_days
 from .metrics import scores
 from .models import MODELS, PlannerModel, TrainOptions, train
 from .sessions import CLASSES
 
 HOLDOUT_DAYS = 365
+MIN_TRAIN, MIN_HOLDOUT = 60, 30  # days a short log must give the training set and the hold-out
 BASELINES = ("majority", "same weekday last week", "logistic regression", "gradient-boosted trees")
 
 
@@ -42,13 +43,19 @@ class Split:
 
 
 def holdout_split(data: PlannerData, days: int = HOLDOUT_DAYS) -> Split:
-    """The last ``days`` days of the log are the hold-out; the days before, the training set."""
+    """The last ``days`` days of the log (a year) are the hold-out and the days before them the
+    training set; a log too short to keep ``MIN_TRAIN`` days for training that way holds out its
+    last fifth instead (at least ``MIN_HOLDOUT`` days)."""
     idx = sample_days(data)
-    cut = data.dates[-1] - (days - 1)
-    hold = data.dates[idx] >= cut
-    if hold.sum() < 30 or (~hold).sum() < 60:
-        raise InvalidInputError(f"the log spans {len(data)} days; a hold-out of {days} days needs at least "
-                                f"{days + 60 + 21} days of log with weather")
+    n = len(idx)
+    if n < MIN_TRAIN + MIN_HOLDOUT:
+        raise InvalidInputError(
+            f"the log has {n} days with weather and {WINDOW} days of history before them; the planner needs at "
+            f"least {MIN_TRAIN + MIN_HOLDOUT} such days (a log of about {MIN_TRAIN + MIN_HOLDOUT + WINDOW} days "
+            "with weather for each)")
+    hold = data.dates[idx] >= data.dates[-1] - (days - 1)
+    if (~hold).sum() < MIN_TRAIN:
+        hold = np.arange(n) >= n - max(MIN_HOLDOUT, n // 5)
     return Split(idx[~hold], idx[hold])
 
 

@@ -47,6 +47,7 @@ from .records import Activity, TrainingLog
 from .sessions import session_class, session_minutes
 
 METHODS = ("auto", "trimp", "srpe", "duration")
+USE_AUTO = "use the method 'auto' (the command line's --load auto)"
 #: Banister's weighting exponent k by sex.
 TRIMP_K = {"male": 1.92, "female": 1.67}
 #: TRIMP-equivalent load per minute for sessions known only by duration (see the module docstring).
@@ -129,11 +130,11 @@ def session_load(activity: Activity, settings: LoadSettings, hr_max: float | Non
             method = "duration"
     if method == "trimp":
         if activity.avg_hr is None or hr_max is None:
-            raise InvalidInputError(f"method 'trimp' needs an average heart rate; {where} has none: use method='auto'")
+            raise InvalidInputError(f"method 'trimp' needs an average heart rate; {where} has none: {USE_AUTO}")
         return trimp(minutes, activity.avg_hr, settings.hr_rest, hr_max, settings.sex), "trimp"
     if method == "srpe":
         if activity.rpe is None:
-            raise InvalidInputError(f"method 'srpe' needs an RPE; {where} has none: use method='auto'")
+            raise InvalidInputError(f"method 'srpe' needs an RPE; {where} has none: {USE_AUTO}")
         return srpe(minutes, activity.rpe), "srpe"
     return duration_load(minutes, session_class(activity, hr_max)), "duration"
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from nomagic.errors import DataFileError, InvalidInputError, NomagicError, require
+from nomagic.errors import DataFileError, InvalidInputError, require
 
 from ..figures import check_figure_path
 from .load import LoadSettings, LoadTable, load_table, session_load
@@ -210,10 +210,7 @@ def run_load(path: str | os.PathLike | None = None, *, as_json: bool = False, pl
     notes += [str(w.message) for w in caught if issubclass(w.category, DataFileNote)]
     label = log.source or (os.fspath(path) if path is not None else "the log")
     last = log.activities[-1].date if log.activities else None
-    try:
-        table = load_table(log, settings, end=end if end is not None and last is not None and end > last else None)
-    except NomagicError as exc:
-        raise type(exc)(str(exc).replace("use method='auto'", "use --load auto")) from exc
+    table = load_table(log, settings, end=end if end is not None and last is not None and end > last else None)
     shown = _slice(table, start, end, label)
     skipped = skipped_note(log)
     if skipped:

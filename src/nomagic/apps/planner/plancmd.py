@@ -112,7 +112,8 @@ def _check_choice(value: str, choices: tuple, what: str) -> str:
     return value
 
 
-def _audit(inputs: Inputs, models: dict, kind: str, engine: str, query: DailyWeather | None):
+def _audit(inputs: Inputs, models: dict, kind: str, engine: str, query: DailyWeather | None,
+           history_days: int):
     data = inputs.data
     split = evaluate.holdout_split(data)
     m = models[f"{kind}-holdout"]
@@ -127,7 +128,7 @@ def _audit(inputs: Inputs, models: dict, kind: str, engine: str, query: DailyWea
     holdout = audit_mod.Holdout(dataset.subset(data.weather, split.holdout), y_true, pred)
     user = inputs.forecast
     return audit_mod.audit(dataset.subset(data.weather, train_idx), data.classes[train_idx],
-                           holdout={kind: holdout}, user_weather=user, history_days=len(data), query=query)
+                           holdout={kind: holdout}, user_weather=user, history_days=history_days, query=query)
 
 
 def _query(recs: list[recommend.Recommendation]) -> DailyWeather:
@@ -222,7 +223,8 @@ def run_plan(log: str | None = None, weather: str | None = None, *, forecast: st
     models = trained_models(inputs.data, options, notes)
     recs = recommend.plan(inputs.data, models[model], date=date, days=days, weather=inputs.weather,
                           forecast=inputs.forecast, engine=engine)
-    report = _audit(inputs, models, model, engine, _query(recs))
+    history = int((np.datetime64(recs[0].date) - inputs.data.dates[0]).astype(int))  # days before the plan
+    report = _audit(inputs, models, model, engine, _query(recs), history)
     # the plan names what bears on it; the general thin-group list is `nomagic audit`'s
     relevant = [w for w, k in zip(report.warnings, report.warning_kinds) if k != "thin"]
     warns = [w for r in recs for w in r.warnings] + relevant
@@ -277,7 +279,7 @@ def run_audit(log: str | None = None, weather: str | None = None, *, forecast: s
     inputs = _read(log, weather, forecast, _settings(method, hr_rest, hr_max, sex))
     notes = list(inputs.notes)
     models = trained_models(inputs.data, options, notes)
-    report = _audit(inputs, models, model, engine, inputs.forecast)
+    report = _audit(inputs, models, model, engine, inputs.forecast, len(inputs.data))
     payload = {"schema_version": SCHEMA_VERSION, "nomagic_version": __version__, "model": model, "engine": engine,
                **audit_mod.to_json(report)}
     output = json.dumps(payload, indent=2, allow_nan=False) + "\n" if as_json else audit_mod.render_text(report)
