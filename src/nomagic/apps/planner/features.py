@@ -22,6 +22,7 @@ missing value (no weather that day) becomes 0, the training average.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +119,9 @@ class Scaler:
     @classmethod
     def fit(cls, X: np.ndarray) -> Scaler:
         flat = X.reshape(-1, X.shape[-1])
-        mean = np.nanmean(np.where(np.isnan(flat), np.nan, flat), axis=0)
-        std = np.nanstd(flat, axis=0)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value at all: mean 0, std 1
+            mean, std = np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)
         mean = np.nan_to_num(mean)
         std = np.where(np.isnan(std) | (std < 1e-9), 1.0, std)
         return cls(mean, std)
