@@ -156,13 +156,15 @@ def test_export_fills_missing_rows_from_gpx_tcx_fit(tmp_path):
         assert got.avg_hr == pytest.approx(want.avg_hr, abs=1) and got.duration_s == pytest.approx(want.duration_s)
 
 
-def test_zip_folder_and_csv_give_the_same_log(tmp_path):
+def test_zip_folder_and_csv_give_the_same_log(tmp_path, monkeypatch):
     z = fixtures.make_strava_export(tmp_path / "z", n=60, missing_every=2, layout="zip")
     f = fixtures.make_strava_export(tmp_path / "f", n=60, missing_every=2, layout="folder")
-    before = set(os.listdir(tempfile.gettempdir()))
+    private = tmp_path / "tmp"  # a temporary folder of this test's own: others may write to the shared one
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     a, b, c = read_strava(z.path), read_strava(f.path), read_strava(f.path / "activities.csv")
     assert a == b == c and len(a) == 60
-    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    assert os.listdir(private) == []
     assert sorted(os.listdir(tmp_path / "z")) == ["export.zip"]
 
 
