@@ -114,8 +114,9 @@ class Optimizer:
         return OptState(0, {s: Params(zeros) for s in self.slot_names})
 
     def apply_(self, t: int, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-               tmp: np.ndarray) -> None:
-        """Update ``p`` in place from gradient ``g`` at step ``t`` (1-based)."""
+               tmp: np.ndarray, lr: float | None = None) -> None:
+        """Update ``p`` in place from gradient ``g`` at step ``t`` (1-based), with learning rate
+        ``lr`` (None: ``lr_at(t)``; the tensor engine's partner process is given it)."""
         raise NotImplementedError
 
     def step(self, state: OptState, params: Mapping[str, np.ndarray],
@@ -180,8 +181,8 @@ class SGD(Optimizer):
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.slot_names = ("velocity",) if self.momentum else ()
 
-    def apply_(self, t, p, g, slots, tmp) -> None:
-        lr, mu, wd = self.lr_at(t), self.momentum, self.weight_decay
+    def apply_(self, t, p, g, slots, tmp, lr=None) -> None:
+        lr, mu, wd = self.lr_at(t) if lr is None else lr, self.momentum, self.weight_decay
         arrays = (p, g, slots["velocity"]) if mu else (p, g)
         for pk, gk, *v, tk in self._pieces(tmp, *arrays):
             d = self._decayed(pk, gk, wd) if wd else gk
@@ -224,13 +225,13 @@ class Adam(Optimizer):
         self.eps = _positive(eps, "eps")
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
 
-    def apply_(self, t, p, g, slots, tmp) -> None:
+    def apply_(self, t, p, g, slots, tmp, lr=None) -> None:
         # PyTorch's p ← p − lr/bc1 · m / (√v/√bc2 + ε), with the bias corrections bc = 1 − βᵗ
         # folded into two scalars: lr·√bc2/bc1 · m / (√v + ε·√bc2) — twelve passes over the
         # vectors in all. The scalars are Python floats: a NumPy float64 scalar would send
         # float32 arrays down a slow casting path.
         t = int(t)
-        lr, wd = self.lr_at(t), self.weight_decay
+        lr, wd = self.lr_at(t) if lr is None else lr, self.weight_decay
         b1, b2 = self.beta1, self.beta2
         a1, a2 = 1.0 - b1, 1.0 - b2
         r2 = math.sqrt(1.0 - b2 ** t)
@@ -301,8 +302,9 @@ class RMSprop(Optimizer):
         self.slot_names = ("square_avg",) + (("grad_avg",) if self.centered else ()) + \
             (("momentum_buffer",) if self.momentum else ())
 
-    def apply_(self, t, p, g, slots, tmp) -> None:
-        lr, alpha, eps, mu, wd = self.lr_at(t), self.alpha, self.eps, self.momentum, self.weight_decay
+    def apply_(self, t, p, g, slots, tmp, lr=None) -> None:
+        lr = self.lr_at(t) if lr is None else lr
+        alpha, eps, mu, wd = self.alpha, self.eps, self.momentum, self.weight_decay
         a1 = 1.0 - alpha
         for pk, gk, sq, *rest, tk in self._pieces(tmp, p, g, *(slots[s] for s in self.slot_names)):
             d = self._decayed(pk, gk, wd) if wd else gk

@@ -35,6 +35,7 @@ from ..cache import PlanCache
 from ..objective import check_truncate, horizon, regularise, uses_logits
 from . import blas as _blas
 from .fused import Chain, DenseOp, DropoutOp, Workspace, chain_for
+from .two_cores import make as make_two_cores
 
 
 @dataclass
@@ -585,11 +586,13 @@ class Trainer:
 
     def __init__(self, net: Network, params, optimizer, opt_state, loss, *, l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, truncate: int | None = None,
-                 fused: bool = True, **options) -> None:
+                 fused: bool = True, partner: bool = True, **options) -> None:
         from ...model.params import FlatLayout
 
         _no_options(options)
         check_truncate(truncate)
+        if not isinstance(partner, bool):
+            raise InvalidInputError(f"partner must be True or False; got {partner!r}")
         self.net, self.plan = net, plan_for(net)
         self.chain = _chain(net, fused)
         self.ws = Workspace()  # arrays reused from one step to the next
@@ -603,13 +606,25 @@ class Trainer:
         self.l1, self.l2, self.clip_norm, self.truncate = l1, l2, clip_norm, truncate
         dt = next(iter(params.values())).dtype
         self.layout = FlatLayout({k: v.shape for k, v in params.items()})
-        self.flat = self.layout.flatten(params, dt)
-        self.gflat = np.zeros_like(self.flat)
-        self.tmp = np.empty_like(self.flat)
+        # a plain MLP may share its steps with a partner process (two_cores.py): then the flat
+        # vectors live in shared memory
+        self._two = make_two_cores(self.chain, self.layout, dt, len(optimizer.slot_names)) if partner else None
+        n = self.layout.size
+
+        def vector(values=None) -> np.ndarray:
+            out = np.empty(n, dt) if self._two is None else self._two.empty(n, dt)
+            out[...] = 0 if values is None else self.layout.flatten(values, dt)
+            return out
+
+        self.flat = vector(params)
+        self.gflat = vector()
+        self.tmp = vector()
         self.P = self.layout.views(self.flat)
         self.G = self.layout.views(self.gflat)
         self.step_count = opt_state.step
-        self.slots = {s: self.layout.flatten(opt_state.slots[s], dt) for s in optimizer.slot_names}
+        self.slots = {s: vector(opt_state.slots[s]) for s in optimizer.slot_names}
+        if self._two is not None:
+            self._two.bind(self.P, self.G, self.flat, self.gflat, self.slots, self.tmp, optimizer)
         self.weight_mask = None
         if l1 or l2:
             self.weight_mask = np.zeros_like(self.flat)
@@ -637,19 +652,34 @@ class Trainer:
             loss = loss.weighted(_rows_to_engine(sample_weight, self.flat.dtype))
         if state is not None:
             state = _check_state(plan, state, X.shape[0], self.flat.dtype)
+        Ye = targets_to_engine(plan, Y)
+        if self._two is not None and mode == "small" and dropout_key is None and state is None \
+                and sample_weight is None:  # on two cores, where that is faster (two_cores.py)
+            t = self.step_count + 1
+            value = self._two.step(self.ws, X, Ye, loss, t, self._regularise,
+                                   lambda: self._step_here(X, Ye, loss, None, None))
+            self.step_count = t
+            return value
+        return self._step_here(X, Ye, loss, dropout_key, state)
+
+    def _step_here(self, X: np.ndarray, Ye: np.ndarray, loss, dropout_key, state) -> float:
+        """The step on this process alone (the generic engine where the network needs it)."""
         if self.chain is not None:
-            value = self.chain.loss_and_grad(self.P, self.ws, X, targets_to_engine(plan, Y), loss,
-                                             self.G, self.truncate, dropout=dropout_key, state=state)
+            value = self.chain.loss_and_grad(self.P, self.ws, X, Ye, loss, self.G, self.truncate,
+                                             dropout=dropout_key, state=state)
         else:
+            plan = self.plan
             tape = forward(plan, self.P, X, dropout_key, state)
-            value, dy, dz = loss_on_tape(plan, tape, loss, targets_to_engine(plan, Y))
+            value, dy, dz = loss_on_tape(plan, tape, loss, Ye)
             backward(plan, self.P, tape, dy, dz, out=self.G, truncate=self.truncate)
             self.ws.out = (tape, False)
-        g, w = self.gflat, self.flat
-        value = regularise(value, g, w, self.weight_mask, self.l1, self.l2, self.clip_norm)
+        value = self._regularise(value)
         self.step_count += 1
-        self._optimizer_step(w, g)
+        self._optimizer_step(self.flat, self.gflat)
         return value
+
+    def _regularise(self, value: float) -> float:
+        return regularise(value, self.gflat, self.flat, self.weight_mask, self.l1, self.l2, self.clip_norm)
 
     # How a step uses the cores (see _blas.py), chosen per batch shape:
     #   "small": every product is small: the BLAS runs on one thread;
@@ -760,6 +790,8 @@ class Trainer:
         return OptState(self.step_count, {s: self.layout.to_params(v) for s, v in self.slots.items()})
 
     def close(self) -> None:
+        if self._two is not None:
+            self._two.close()
         self._use("blas")
         if self._team is not None:
             self._team.close()

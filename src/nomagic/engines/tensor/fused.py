@@ -784,8 +784,11 @@ class _DenseStep:
             step = ws.arrays[key] = cls(chain, P, G, ws, X.shape[0], X.dtype, loss)
         return step if step.ok else None
 
-    def __init__(self, chain: Chain, P, G, ws: Workspace, rows: int, dt, loss) -> None:
+    def __init__(self, chain: Chain, P, G, ws: Workspace, rows: int, dt, loss, alloc=None) -> None:
+        """``alloc``: where the step's arrays live (an object with ``empty(shape, dtype)``, such as a
+        shared-memory ``partner.Arena``); None: ordinary NumPy arrays."""
         self.P, self.G, self.loss, self.ws = P, G, loss, ws
+        empty = np.empty if alloc is None else alloc.empty
         ops = chain.ops
         self.fused = chain._fused_loss(loss)
         acts = [op.act for op in (ops[:-1] if self.fused else ops)]
@@ -797,22 +800,24 @@ class _DenseStep:
         self.layers = []
         for k, op in enumerate(ops):
             fm = k == last or rows < self.FM_ROWS  # this layer's delta is feature-major
-            z = np.empty((op.units, rows) if k == last else (rows, op.units), dt)  # its output
-            d = np.empty((op.units, rows) if fm else (rows, op.units), dt)
+            z = empty((op.units, rows) if k == last else (rows, op.units), dt)  # its output
+            d = empty((op.units, rows) if fm else (rows, op.units), dt)
             act = None if (self.fused and k == last) else op.act
             b = None if op.b is None else P[op.b]
             self.layers.append(dict(
                 W=P[op.W], b=b if b is None or k < last else b[:, None], gW=G[op.W],
                 gb=None if op.b is None else G[op.b], z=z, out=z.T if k == last else z,
                 a=z if fm == (k == last) else z.T, d=d, fm=fm, act=act, fn=op.fn,
-                mask=np.empty(d.shape, bool) if act == "relu" else None,
-                tmp=np.empty(d.shape, dt) if act in ("tanh", "sigmoid") else None))
-        self.ones = np.ones(rows, dt)
+                mask=empty(d.shape, bool) if act == "relu" else None,
+                tmp=empty(d.shape, dt) if act in ("tanh", "sigmoid") else None))
+        self.ones = empty((rows,), dt)
+        self.ones[...] = 1
         c = ops[-1].units
-        self.m, self.s = np.empty((1, rows), dt), np.empty((1, rows), dt)
-        self.e, self.Yt = np.empty((c, rows), dt), np.empty((c, rows), dt)
+        self.m, self.s = empty((1, rows), dt), empty((1, rows), dt)
+        self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
 
-    def run(self, X: np.ndarray, Y: np.ndarray) -> float:
+    def _forward_loss(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """The forward pass and the loss; leaves the top layer's delta in its ``d``."""
         mm, layers = self.ws.matmul, self.layers
         x = X
         for L in layers:
@@ -836,31 +841,86 @@ class _DenseStep:
                 value, g = self.loss.value(out, Y), self.loss.grad(out, Y)
             np.copyto(dT, g.T)
         self.ws.out = (out, self.fused)  # the backward pass leaves it as it is
+        return value
+
+    @staticmethod
+    def _act_grad(L: dict) -> np.ndarray:
+        """Layer L's delta times its activation's derivative, in place."""
+        d, act = L["d"], L["act"]
+        if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
+            np.multiply(d, np.greater(L["a"], 0, out=L["mask"]), out=d)
+        elif act is not None:
+            _act_grad_(act, L["fn"], None, L["a"], d, L["tmp"])
+        return d
+
+    def _grad_products(self, k: int, x: np.ndarray) -> list[tuple]:
+        """Layer k's weight and bias gradients as (a, b, out) products, from its input ``x``."""
+        L = self.layers[k]
+        d, gb = L["d"], L["gb"]
+        out = [(x.T, d.T if L["fm"] else d, L["gW"])]
+        if gb is not None:  # Σ over the batch, as a matrix-vector product
+            out.append((d, self.ones, gb) if L["fm"] else (self.ones, d, gb))
+        return out
+
+    def _grads(self, k: int, x: np.ndarray) -> None:
+        (a, b, out), *bias = self._grad_products(k, x)
+        self.ws.matmul(a, b, out)  # the weights' (the team's, for big products)
+        for a, b, out in bias:
+            np.matmul(a, b, out=out)
+
+    def _delta_below(self, k: int) -> None:
+        """The delta of layer k − 1's output, from layer k's delta (reads layer k's weights)."""
+        mm, L, below = self.ws.matmul, self.layers[k], self.layers[k - 1]
+        d, fm = L["d"], L["fm"]
+        if below["fm"]:
+            mm(L["W"], d, below["d"])
+        elif fm:
+            mm(d.T, L["W"].T, below["d"])
+        else:
+            mm(d, L["W"].T, below["d"])
+
+    def run(self, X: np.ndarray, Y: np.ndarray) -> float:
+        value = self._forward_loss(X, Y)
+        layers = self.layers
         for k in range(len(layers) - 1, -1, -1):
-            L = layers[k]
-            d, act, fm = L["d"], L["act"], L["fm"]
-            if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
-                np.multiply(d, np.greater(L["a"], 0, out=L["mask"]), out=d)
-            elif act is not None:
-                _act_grad_(act, L["fn"], None, L["a"], d, L["tmp"])
-            x = layers[k - 1]["z"] if k else X
-            gb = L["gb"]
-            if fm:
-                mm(x.T, d.T, L["gW"])
-                if gb is not None:  # Σ over the batch, as a matrix-vector product
-                    np.matmul(d, self.ones, out=gb)
-            else:
-                mm(x.T, d, L["gW"])
-                if gb is not None:
-                    np.matmul(self.ones, d, out=gb)
+            self._act_grad(layers[k])
+            self._grads(k, layers[k - 1]["z"] if k else X)
             if k:
-                below = layers[k - 1]
-                if below["fm"]:
-                    mm(L["W"], d, below["d"])
-                elif fm:
-                    mm(d.T, L["W"].T, below["d"])
-                else:
-                    mm(d, L["W"].T, below["d"])
+                self._delta_below(k)
+        return value
+
+    # -- on two cores: with a partner process (``partner.py``) --------------------------------------
+    #
+    # The partner computes, for every layer k ≥ 1 from the top, the weight and bias gradients
+    # once this process has marked the layer's delta ready; this process computes the deltas and
+    # layer 0's gradients meanwhile. The arrays all live in shared memory, each written by one
+    # side only while the other may read it, so both sides make the serial step's calls on the
+    # serial step's numbers. (The optimizer's update is shared afterwards: ``two_cores.py``.)
+
+    def partner_program(self, ref) -> list:
+        """The partner's share of the backward pass (see ``partner.serve``): layer k ≥ 1's
+        gradient products, each once this process has marked the layer's delta ready (mark
+        L − k), then "passed 1"; ``ref`` describes an array for the partner."""
+        program = []
+        for mark, k in enumerate(range(len(self.layers) - 1, 0, -1), 1):
+            program.append(("wait", mark))
+            for a, b, out in self._grad_products(k, self.layers[k - 1]["z"]):
+                program.append(("matmul", ref(a), ref(b), ref(out)))
+        return program + [("passed", 1)]
+
+    def run_shared(self, X: np.ndarray, Y: np.ndarray, partner, step: int) -> float:
+        """The forward and backward passes of ``step``, begun on ``partner`` with a program from
+        ``partner_program``: forward, loss and the deltas here, layer k ≥ 1's gradient products
+        there. Returns the loss once every gradient is in place."""
+        value = self._forward_loss(X, Y)
+        layers = self.layers
+        for mark, k in enumerate(range(len(layers) - 1, 0, -1), 1):
+            self._act_grad(layers[k])
+            partner.signal(step, mark)  # layer k's delta is ready
+            self._delta_below(k)
+        self._act_grad(layers[0])
+        self._grads(0, X)
+        partner.passed(step, 1)
         return value
 
     def _softmax_ce(self, zT: np.ndarray, Y: np.ndarray, dT: np.ndarray) -> float:
