@@ -26,9 +26,22 @@ F = 6
 
 @pytest.fixture(autouse=True)
 def always_shared(monkeypatch, request):
-    """Every step on two cores once the partner is ready: no probing (it has its own test)."""
+    """Every step on two cores once the partner is ready, small as these networks are: no
+    probing (it has its own test), no lower bound on the size."""
+    monkeypatch.setattr(two_cores, "MIN_PARAMS", 0)
     if "probe" not in request.node.name:
         monkeypatch.setattr(two_cores.TwoCores, "PROBE", 0)
+
+
+def test_small_and_big_models_keep_to_one_core(monkeypatch):
+    from nomagic.engines.tensor.fused import chain_for
+    from nomagic.model.params import FlatLayout
+
+    monkeypatch.undo()
+    chain = chain_for(_net("relu", "softmax"))
+    for n in (two_cores.MIN_PARAMS - 1, two_cores.MAX_PARAMS + 1):
+        assert two_cores.make(chain, FlatLayout({"w": (n,)}), np.float32, 2) is None
+    assert two_cores.make(chain, FlatLayout({"w": (two_cores.MIN_PARAMS,)}), np.float32, 2) is not None
 
 
 def _ready() -> pt.Partner:

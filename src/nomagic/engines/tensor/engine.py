@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import InvalidInputError
+from ...errors import EngineError, InvalidInputError
 from ...model import dropout as _dropout
 from ...model.activations import get_activation
 from ...model.graph import Block, Network, Population
@@ -662,8 +662,14 @@ class Trainer:
             return value
         return self._step_here(X, Ye, loss, dropout_key, state)
 
+    def _settle(self) -> None:
+        """Let the partner finish the last shared step's update (two_cores.py), if one runs."""
+        if self._two is not None:
+            self._two.settle()
+
     def _step_here(self, X: np.ndarray, Ye: np.ndarray, loss, dropout_key, state) -> float:
         """The step on this process alone (the generic engine where the network needs it)."""
+        self._settle()
         if self.chain is not None:
             value = self.chain.loss_and_grad(self.P, self.ws, X, Ye, loss, self.G, self.truncate,
                                              dropout=dropout_key, state=state)
@@ -753,6 +759,7 @@ class Trainer:
         """The recurrent state after the last step of the last batch trained (its forward pass,
         before its optimizer step): {population name: (batch, size)} copies, to start the next
         chunk from (``train_batch(..., state=...)``). Part of the Trainer contract for ``tbptt``."""
+        self._settle()
         if self.chain is not None:
             return self.chain.final_state(self.ws)
         return final_state(self.plan, self.ws.out[0])
@@ -762,6 +769,7 @@ class Trainer:
         and no step; returns the final recurrent state (as ``last_state``). ``dropout_key``: the
         training step's key, so that a dropout layer between recurrent layers drops what it drops
         in the chunks that take the loss (None: dropout layers are the identity)."""
+        self._settle()
         if state is not None:
             state = _check_state(self.plan, state, X.shape[0], self.flat.dtype)
         with _blas.single_threaded(_small(self.plan, self.chain, X.shape)):
@@ -772,6 +780,7 @@ class Trainer:
             return final_state(self.plan, forward(self.plan, self.P, X, dropout_key, state))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        self._settle()
         small = _small(self.plan, self.chain, X.shape)
         with _blas.single_threaded(small), _blas.all_threads(0 if small else _blas.SMALL_GEMM):
             if self.chain is not None:
@@ -779,17 +788,24 @@ class Trainer:
             return to_user_layout(self.plan, outputs(self.plan, forward(self.plan, self.P, X)))
 
     def params(self) -> Params:
+        self._settle()
         return self.layout.to_params(self.flat)
 
     def set_params(self, params) -> None:
+        self._settle()
         self.flat[...] = self.layout.flatten(params, self.flat.dtype)
 
     def opt_state(self):
+        self._settle()
         from ..base import OptState
 
         return OptState(self.step_count, {s: self.layout.to_params(v) for s, v in self.slots.items()})
 
     def close(self) -> None:
+        try:
+            self._settle()
+        except EngineError:  # the partner died: what it left is reported by the step that waits
+            pass
         if self._two is not None:
             self._two.close()
         self._use("blas")

@@ -816,11 +816,14 @@ class _DenseStep:
         self.m, self.s = empty((1, rows), dt), empty((1, rows), dt)
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
 
-    def _forward_loss(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """The forward pass and the loss; leaves the top layer's delta in its ``d``."""
+    def _forward_loss(self, X: np.ndarray, Y: np.ndarray, ready=None) -> float:
+        """The forward pass and the loss; leaves the top layer's delta in its ``d``. ``ready(k)``,
+        when given, is called before layer k ≥ 1 reads its params."""
         mm, layers = self.ws.matmul, self.layers
         x = X
-        for L in layers:
+        for k, L in enumerate(layers):
+            if ready is not None and k:
+                ready(k)
             z, b, act = L["z"], L["b"], L["act"]
             mm(x, L["W"], L["out"])
             if b is not None:
@@ -908,11 +911,12 @@ class _DenseStep:
                 program.append(("matmul", ref(a), ref(b), ref(out)))
         return program + [("passed", 1)]
 
-    def run_shared(self, X: np.ndarray, Y: np.ndarray, partner, step: int) -> float:
+    def run_shared(self, X: np.ndarray, Y: np.ndarray, partner, step: int, ready=None) -> float:
         """The forward and backward passes of ``step``, begun on ``partner`` with a program from
         ``partner_program``: forward, loss and the deltas here, layer k ≥ 1's gradient products
-        there. Returns the loss once every gradient is in place."""
-        value = self._forward_loss(X, Y)
+        there. Returns the loss once every gradient is in place. ``ready``: as in
+        ``_forward_loss``."""
+        value = self._forward_loss(X, Y, ready)
         layers = self.layers
         for mark, k in enumerate(range(len(layers) - 1, 0, -1), 1):
             self._act_grad(layers[k])

@@ -14,8 +14,9 @@ The board (a few int64 and float64 slots in shared memory) carries the protocol:
 
   GO     the step the main process asks for (with PROG, the program, and T and LR, the
          optimizer's step number and learning rate)
-  SIG    STRIDE·step + k: the main process has passed its k-th mark in that step; ABORT: it gave
-         the step up (an exception), and the partner skips what is left of it
+  SIG    STRIDE·step + k: the main process has passed its k-th mark in that step
+  ABORTED  a step the main process gave up (an exception): the partner skips what is left of it
+  PASSED STRIDE·step + k: the partner has passed its k-th "passed" operation in that step
   DONE   the last step the partner finished; ERROR set when it failed (the reason on its pipe)
   STATE  SPINNING, or ASLEEP: after IDLE seconds without a step the partner blocks on its pipe,
          and the main process wakes it with a message
@@ -48,7 +49,7 @@ import numpy as np
 
 from ...errors import EngineError
 
-GO, PROG, SIG, DONE, STATE, MAIL, ERROR, PASSED = range(8)
+GO, PROG, SIG, DONE, STATE, MAIL, ERROR, PASSED, ABORTED = range(9)
 T, LR = 0, 1
 SPINNING, ASLEEP = 1, 2
 STRIDE = 1 << 12
@@ -309,7 +310,8 @@ class Partner:
 
     def abort(self, step: int) -> None:
         """Give up a step: the partner skips its remaining operations; waits for it to stop."""
-        self.ints[SIG] = step * STRIDE + ABORT
+        self.ints[ABORTED] = step
+        self.ints[SIG] = step * STRIDE + ABORT  # lets a wait of that step end
         try:
             self.finish(step)
         except EngineError:
@@ -433,12 +435,11 @@ def _make_ops(maps: dict, program: list, optimizer, floats: np.ndarray) -> list:
             ops.append(("passed", int(op[1])))
         elif kind == "matmul":
             a, b, out = (_view(maps, r) for r in op[1:])
-            ops.append(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+            ops.append(lambda t, lr, a=a, b=b, out=out: np.matmul(a, b, out=out))
         elif kind == "step":
             p, g, tmp = _view(maps, op[1]), _view(maps, op[2]), _view(maps, op[4])
             slots = {k: _view(maps, r) for k, r in op[3].items()}
-            ops.append(lambda p=p, g=g, s=slots, tmp=tmp: optimizer.apply_(int(floats[T]), p, g, s, tmp,
-                                                                          lr=float(floats[LR])))
+            ops.append(lambda t, lr, p=p, g=g, s=slots, tmp=tmp: optimizer.apply_(t, p, g, s, tmp, lr=lr))
         else:
             raise ValueError(f"unknown operation {kind!r}")
     return ops
@@ -489,6 +490,7 @@ def serve(board_path: str, ppid: int) -> None:
 
     def run(step: int) -> None:
         base = step * STRIDE
+        t, lr = 0, 0.0
         try:
             for op in programs[int(ints[PROG])]:
                 if op.__class__ is tuple:
@@ -499,10 +501,11 @@ def serve(board_path: str, ppid: int) -> None:
                         spins += 1
                         if not spins & 0xFFFFF and not _alive(ppid):
                             raise SystemExit(0)
-                    if ints[SIG] >= base + ABORT:
+                    if ints[ABORTED] == step:
                         return
+                    t, lr = int(floats[T]), float(floats[LR])  # as the main process set them for this mark
                 else:
-                    op()
+                    op(t, lr)
         except Exception as exc:
             ints[ERROR] = 1
             _send(fd_out, f"{type(exc).__name__}: {exc}")

@@ -4,10 +4,13 @@ A step goes: this process runs the forward pass, the loss and the deltas, while 
 computes the weight and bias gradients of every layer but the first as soon as their delta is
 ready (``fused._DenseStep.run_shared``); this process computes the first layer's gradients
 meanwhile, then adds the penalty and clips (``objective.regularise``: it needs every gradient);
-then the optimizer's update is cut in two halves of the flat vectors, one per process. Every
-operation is the serial step's, on the same arrays, so the numbers are identical, bit for bit.
-(Measured on a 2-core VM: a hand-over costs about 1 µs; the update of the digits MLP — twelve
-element-wise passes over 26,122 params — is the largest piece of a batch-32 step.)
+then it updates the first layer's params while the partner updates the others, layer by layer.
+The step returns then: the next step's forward pass starts at once, and waits for each layer's
+update just before it reads that layer (``settle`` waits for all of it, for anything else that
+reads the params). Every operation is the serial step's, on the same arrays, so the numbers are
+identical, bit for bit. (Measured on a 2-core VM: a hand-over costs about 1 µs; the update of
+the digits MLP — twelve element-wise passes over 26,122 params — is the largest piece of a
+batch-32 step.)
 
 The Trainer keeps its params, gradients, optimizer slots and scratch in one shared-memory arena
 from the start; each batch size gets its own step, with its arrays in an arena of their own and
@@ -28,14 +31,15 @@ from ...errors import EngineError
 from . import partner as _partner
 from .fused import Chain, _DenseStep
 
+MIN_PARAMS = 1 << 12  # smaller models: a step is a few µs of calls, nothing to share
 MAX_PARAMS = 1 << 19  # bigger models have big products, which the BLAS's own threads share
 
 
 def make(chain: Chain | None, layout, dtype, n_slots: int) -> TwoCores | None:
     """The shared steps of a Trainer, or None where they cannot be: anything but a plain MLP of
-    two layers or more and at most MAX_PARAMS params, a machine where no partner runs, or no room
-    in /dev/shm."""
-    if chain is None or not chain.dense or len(chain.ops) < 2 or layout.size > MAX_PARAMS:
+    two layers or more with MIN_PARAMS to MAX_PARAMS params, a machine where no partner runs, or
+    no room in /dev/shm."""
+    if chain is None or not chain.dense or len(chain.ops) < 2 or not MIN_PARAMS <= layout.size <= MAX_PARAMS:
         return None
     if not _partner.available():
         return None
@@ -86,6 +90,7 @@ class TwoCores:
         self._arenas: list[str] = []
         self._keep: list = [self.arena]  # the step arenas, alive while their programs are
         self._finalizer = None
+        self._pending: int | None = None  # a shared step whose update the partner may still run
 
     def empty(self, n: int, dtype) -> np.ndarray:
         """A flat vector (params, gradients, a slot, scratch) in the shared arena."""
@@ -95,14 +100,27 @@ class TwoCores:
         self.P, self.G, self.flat, self.gflat, self.slots, self.tmp = P, G, flat, gflat, slots, tmp
         self.optimizer = optimizer
 
-    def _halves(self) -> tuple[tuple, tuple]:
-        """The optimizer's update cut in two: (params, grads, {slot: values}, scratch) of the
-        first half of the flat vectors (this process's) and of the second (the partner's)."""
-        n = self.flat.size
-        h = (n // 2) // 16 * 16  # on a 64-byte boundary for float32
-        cut = lambda a, b: (self.flat[a:b], self.gflat[a:b], {s: v[a:b] for s, v in self.slots.items()},  # noqa: E731
-                            self.tmp[a:b])
-        return cut(0, h), cut(h, n)
+    def _pieces(self, k: int) -> list[tuple]:
+        """Layer k's params as (params, grads, {slot: values}, scratch) pieces of the flat
+        vectors: one piece when its weights and bias lie side by side, as ``FlatLayout`` puts them."""
+        op = self.chain.ops[k]
+        spans = sorted(self.layout.offsets[key] for key in (op.W, op.b) if key is not None)
+        merged: list[list[int]] = []
+        for a, b in spans:
+            if merged and merged[-1][1] == a:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        return [(self.flat[a:b], self.gflat[a:b], {s: v[a:b] for s, v in self.slots.items()}, self.tmp[a:b])
+                for a, b in merged]
+
+    def settle(self) -> None:
+        """Wait for the partner's part of the last shared step (the update of layers 1 and up),
+        which runs on while this process starts the next step. Whatever reads or writes the
+        params, the slots or the gradients outside a shared step calls this first."""
+        if self._pending is not None:
+            step, self._pending = self._pending, None
+            self._partner.finish(step)
 
     def step(self, ws, X: np.ndarray, Y: np.ndarray, loss, t: int, regularise, alone) -> float:
         """Step ``t`` (1-based), the optimizer's update included, on two cores or on one (by
@@ -126,9 +144,10 @@ class TwoCores:
                 return self._shared(p, shape, X, Y, t, regularise)
         shared = phase % 2 == 0
         t0 = time.perf_counter()
-        if shared:
+        if shared:  # timed to the end of the partner's update: no credit for what overlaps the next step
             with p.lock:
                 value = self._shared(p, shape, X, Y, t, regularise)
+                self.settle()
         else:
             value = alone()
         shape.times[shared].append(time.perf_counter() - t0)
@@ -163,15 +182,23 @@ class TwoCores:
         return shape
 
     def _shared(self, p, shape: _Shape, X: np.ndarray, Y: np.ndarray, t: int, regularise) -> float:
+        """A shared step. The partner's update of layer k ≥ 1 runs on after it returns; the next
+        shared step's forward pass waits for each layer's update just before it reads it."""
+        ready = None
+        if self._pending is not None:
+            previous = self._pending
+            ready = lambda k: p.passed(previous, 1 + k)  # noqa: E731
         step = p.begin(shape.program)
         try:
-            value = regularise(shape.dense.run_shared(X, Y, p, step))
+            value = regularise(shape.dense.run_shared(X, Y, p, step, ready))
+            self._pending = None  # its last update was awaited by the forward pass
             lr = self.optimizer.lr_at(t)
             p.signal(step, self.UPDATE, t, lr)
-            w, g, slots, tmp = self._mine
-            self.optimizer.apply_(t, w, g, slots, tmp, lr=lr)
-            p.finish(step)
+            for w, g, slots, tmp in self._first:
+                self.optimizer.apply_(t, w, g, slots, tmp, lr=lr)
+            self._pending = step
         except BaseException:
+            self._pending = None
             p.abort(step)
             raise
         return value
@@ -189,7 +216,7 @@ class TwoCores:
             except ValueError:
                 return self.arena.ref(a)
 
-        self._mine, theirs = self._halves()
+        self._first = self._pieces(0)
         try:
             pickle.dumps(self.optimizer)
         except Exception:  # a schedule that cannot be sent to the partner: every step on one core
@@ -203,10 +230,11 @@ class TwoCores:
                 p.attach(arena)
                 self._arenas.append(arena.key)
                 self._keep.append(arena)
-                w, g, slots, tmp = theirs
-                program = step.partner_program(ref) + [
-                    ("wait", self.UPDATE),
-                    ("step", ref(w), ref(g), {k: ref(v) for k, v in slots.items()}, ref(tmp))]
+                program = step.partner_program(ref) + [("wait", self.UPDATE)]
+                for k in range(1, len(self.chain.ops)):  # layer by layer, in the order the next forward reads them
+                    program += [("step", ref(w), ref(g), {s: ref(v) for s, v in slots.items()}, ref(tmp))
+                                for w, g, slots, tmp in self._pieces(k)]
+                    program.append(("passed", 1 + k))
                 self._programs.append(p.register(program, self.optimizer))
             except EngineError:
                 self.on = False
