@@ -149,6 +149,14 @@ def test_partner_option_is_checked():
         _fit("yes", _net("relu", "softmax"), X, Y, loss="cross_entropy", epochs=1)
 
 
+def test_by_default_every_step_stays_here():
+    p = _ready()
+    X, Y = _data("cross_entropy")
+    before = p.steps
+    nm.fit(_net("relu", "softmax"), X, Y, loss="cross_entropy", epochs=2, batch_size=16, verbose=False)
+    assert p.steps == before
+
+
 def test_partner_false_keeps_every_step_here():
     p = _ready()
     X, Y = _data("cross_entropy")
@@ -286,7 +294,7 @@ def test_the_probe_picks_the_faster_way(monkeypatch, slow):
     X, Y = _data("cross_entropy")
     params = net.init(seed=0, dtype="float64")
     opt = nm.adam(1e-2)
-    tr = Trainer(net, params, opt, opt.init(params), get_loss("cross_entropy"))
+    tr = Trainer(net, params, opt, opt.init(params), get_loss("cross_entropy"), partner=True)
     Yb = np.eye(3)[Y[:16]]
     try:
         before = p.steps

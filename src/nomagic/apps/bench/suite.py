@@ -456,15 +456,15 @@ def _jax_mlp_trainer(sizes: list[int], X: np.ndarray, y: np.ndarray, X_test: np.
 
 
 def _partner_ready() -> str:
-    """Start the tensor engine's partner process before the clock (as JAX compiles before it);
-    says how our steps ran, for the rows' notes."""
+    """Start the tensor engine's partner process before the clock (as JAX compiles before it), for
+    the runs with ``partner=True``; says how they ran, for the row's note."""
     from nomagic.engines.tensor import partner
 
     p = partner.partner()
     if p is not None and p.ready(wait=60.0):
-        return ("ours: steps shared with the tensor engine's partner process where a probe finds "
-                "that faster (2 processes), started before the clock")
-    return "ours: one core (no partner process on this machine)"
+        return ("steps shared with the partner where a probe finds that faster; the partner started "
+                "before the clock")
+    return "no partner process on this machine"
 
 
 def bench_digits(quick: bool, info: dict) -> list[dict]:
@@ -482,6 +482,7 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
     repeats = 3 if quick else 5
     net = digits_network()
     partner = _partner_ready()
+    partner_used = partner.startswith("steps shared")
     rows = []
     Xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr.astype(np.int64))
     ce = torch.nn.CrossEntropyLoss()
@@ -489,12 +490,13 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
     for bs in (32, 128):
         acc: dict[str, list[float]] = {}
 
-        def ours(bs=bs, acc=acc):
+        def ours(bs=bs, acc=acc, partner=False):
             t0 = time.perf_counter()
             model = nm.fit(net, Xtr, ytr, loss="cross_entropy", optimizer=nm.adam(1e-3), epochs=epochs,
-                           batch_size=bs, seed=0, verbose=False)
+                           batch_size=bs, seed=0, verbose=False, partner=partner)
             dt = time.perf_counter() - t0
-            acc.setdefault("ours", []).append(float(np.mean(model.predict(Xte).argmax(axis=1) == yte)))
+            key = "ours, partner" if partner else "ours"
+            acc.setdefault(key, []).append(float(np.mean(model.predict(Xte).argmax(axis=1) == yte)))
             return dt
 
         def torch_run(threads, kind, bs=bs, acc=acc):
@@ -525,6 +527,8 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
             return dt * epochs / clf.n_iter_  # as if it had run every epoch
 
         cases: dict[str, Callable[[], float]] = {"ours": ours}
+        if partner_used:
+            cases["ours, partner"] = lambda f=ours: f(partner=True)
         cases.update(_torch_cases(torch_run))
         compile_seconds = None
         if have_jax:
@@ -542,14 +546,21 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
                   "(ours: the nm.fit call; references: their loop over the same mini-batches, model made "
                   "before the clock)")
         ours_rate = rate(times["ours"])
-        rows += _torch_rows(label, what, counts, ours_rate, times, rate, "samples/s", 2.0, extra=partner)
+        rows += _torch_rows(label, what, counts, ours_rate, times, rate, "samples/s", 2.0)
         if have_jax:
             rows.append(_row(label, what, counts, ours_rate, "JAX jit + optax.adam", rate(times["jax"]),
                              "samples/s", None,
                              note=f"one jitted step (forward, backward, Adam update); compiled once beforehand in "
-                                  f"{compile_seconds:.2f} s, not counted; XLA's own threads; {partner}"))
+                                  f"{compile_seconds:.2f} s, not counted; XLA's own threads"))
         else:
             rows.append(jax_missing_row(label, what, counts, ours_rate, "samples/s"))
+        if partner_used:
+            rows.append(_row(label, what, counts, ours_rate, "nomagic with its partner process (partner=True)",
+                             rate(times["ours, partner"]), "samples/s", None,
+                             note=f"the same nm.fit on two processes (docs/ARCHITECTURE.md); {partner}"))
+        else:
+            rows.append(_row(label, what, counts, ours_rate, "nomagic with its partner process (partner=True)",
+                             None, "samples/s", None, note=partner))
         best_s = _fastest(times, "sklearn")
         rows.append(_row(label, what, counts, ours_rate, f"scikit-learn MLPClassifier, {_threads_of(best_s)}",
                          rate(times[best_s]), "samples/s", None,

@@ -586,7 +586,7 @@ class Trainer:
 
     def __init__(self, net: Network, params, optimizer, opt_state, loss, *, l1: float = 0.0,
                  l2: float = 0.0, clip_norm: float | None = None, truncate: int | None = None,
-                 fused: bool = True, partner: bool = True, **options) -> None:
+                 fused: bool = True, partner: bool = False, **options) -> None:
         from ...model.params import FlatLayout
 
         _no_options(options)
