@@ -127,11 +127,6 @@ class Arena:
         self.used = start + _aligned(n)
         return self.bytes[start:start + n].view(dtype).reshape(shape)
 
-    def ones(self, n: int, dtype) -> np.ndarray:
-        a = self.empty((n,), dtype)
-        a[...] = 1
-        return a
-
     def ref(self, a: np.ndarray) -> tuple:
         """(arena key, byte offset, shape, strides, dtype) of ``a``, a view into this arena."""
         offset = a.__array_interface__["data"][0] - self._base
@@ -184,9 +179,9 @@ def _receive(fd: int, deadline: float | None = None):
 
 
 class Partner:
-    """The handle on one partner process. Start it with ``Partner.launch()`` (it returns at once;
-    the process imports NumPy meanwhile), and use it once ``ready()``. One thread at a time runs
-    steps on it (``lock``)."""
+    """The handle on one partner process (get this process's from ``partner()``). Making it
+    starts the process and returns at once; the process imports NumPy meanwhile: use it once
+    ``ready()``. One thread at a time runs steps on it (``lock``)."""
 
     def __init__(self) -> None:
         self.board = Arena(4096)
@@ -341,9 +336,9 @@ class Partner:
                 raise EngineError(f"the tensor engine's partner process {self.broken}; this step's "
                                   "update may be incomplete")
         if ints[ERROR]:
-            while ints[DONE] < self._step:  # it has stopped the step: wait for it to say so
-                if self.proc.poll() is not None:
-                    break
+            deadline = time.monotonic() + WAIT_LIMIT
+            while ints[DONE] < self._step and self.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.0001)  # it has given the step up: wait for it to say so
             ints[ERROR] = 0
             try:
                 reason = _receive(self._from, time.monotonic() + START_LIMIT)
@@ -496,11 +491,15 @@ def serve(board_path: str, ppid: int) -> None:
                 if op.__class__ is tuple:
                     ints[PASSED] = base + op[1]
                 elif op.__class__ is int:
-                    spins = 0
+                    spins, since = 0, time.monotonic()
                     while ints[SIG] < base + op:
                         spins += 1
-                        if not spins & 0xFFFFF and not _alive(ppid):
+                        if spins & 0xFFFFF:
+                            continue
+                        if not _alive(ppid):
                             raise SystemExit(0)
+                        if time.monotonic() - since > WAIT_LIMIT:  # the main process is stuck
+                            raise TimeoutError(f"no mark {op} in step {step} for {WAIT_LIMIT:.0f} s")
                     if ints[ABORTED] == step:
                         return
                     t, lr = int(floats[T]), float(floats[LR])  # as the main process set them for this mark
