@@ -809,6 +809,7 @@ class _DenseStep:
                 gb=None if op.b is None else G[op.b], z=z, out=z.T if k == last else z,
                 a=z if fm == (k == last) else z.T, d=d, fm=fm, act=act, fn=op.fn,
                 mask=empty(d.shape, bool) if act == "relu" else None,
+                zero=np.zeros((), dt),  # a 0-d array of the layer's dtype: ~1 µs less per call than 0
                 tmp=empty(d.shape, dt) if act in ("tanh", "sigmoid") else None))
         self.ones = empty((rows,), dt)
         self.ones[...] = 1
@@ -829,7 +830,7 @@ class _DenseStep:
             if b is not None:
                 np.add(z, b, out=z)
             if act == "relu":
-                np.maximum(z, 0, out=z)
+                np.maximum(z, L["zero"], out=z)
             elif act is not None:
                 _act_into(act, L["fn"], z, z)
             x = z
@@ -851,7 +852,7 @@ class _DenseStep:
         """Layer L's delta times its activation's derivative, in place."""
         d, act = L["d"], L["act"]
         if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
-            np.multiply(d, np.greater(L["a"], 0, out=L["mask"]), out=d)
+            np.multiply(d, np.greater(L["a"], L["zero"], out=L["mask"]), out=d)
         elif act is not None:
             _act_grad_(act, L["fn"], None, L["a"], d, L["tmp"])
         return d
