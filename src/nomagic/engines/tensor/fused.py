@@ -813,6 +813,8 @@ class _DenseStep:
                 tmp=empty(d.shape, dt) if act in ("tanh", "sigmoid") else None))
         self.ones = empty((rows,), dt)
         self.ones[...] = 1
+        for k in range(1, len(self.layers)):  # their input is the layer below's output: bound once
+            self.layers[k]["grads"] = self._grad_products(k, self.layers[k - 1]["z"])
         c = ops[-1].units
         self.m, self.s = empty((1, rows), dt), empty((1, rows), dt)
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
@@ -866,8 +868,9 @@ class _DenseStep:
             out.append((d, self.ones, gb) if L["fm"] else (self.ones, d, gb))
         return out
 
-    def _grads(self, k: int, x: np.ndarray) -> None:
-        (a, b, out), *bias = self._grad_products(k, x)
+    def _grads(self, k: int, X: np.ndarray) -> None:
+        """Layer k's weight and bias gradients (``X``: the batch, the first layer's input)."""
+        (a, b, out), *bias = self.layers[k]["grads"] if k else self._grad_products(0, X)
         self.ws.matmul(a, b, out)  # the weights' (the team's, for big products)
         for a, b, out in bias:
             np.matmul(a, b, out=out)
@@ -888,7 +891,7 @@ class _DenseStep:
         layers = self.layers
         for k in range(len(layers) - 1, -1, -1):
             self._act_grad(layers[k])
-            self._grads(k, layers[k - 1]["z"] if k else X)
+            self._grads(k, X)
             if k:
                 self._delta_below(k)
         return value
@@ -908,7 +911,7 @@ class _DenseStep:
         program = []
         for mark, k in enumerate(range(len(self.layers) - 1, 0, -1), 1):
             program.append(("wait", mark))
-            for a, b, out in self._grad_products(k, self.layers[k - 1]["z"]):
+            for a, b, out in self.layers[k]["grads"]:
                 program.append(("matmul", ref(a), ref(b), ref(out)))
         return program + [("passed", 1)]
 
