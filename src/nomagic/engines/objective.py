@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..model.dropout import check_key
+from ..model.losses import get_loss
+from ..model.params import check_params
+from ..model.validation import check_inputs, check_targets
 
 
 def penalty(w: np.ndarray, l1: float, l2: float) -> float:
@@ -37,6 +41,19 @@ def clip_scale(sum_of_squares: float, clip_norm: float | None) -> float:
     return clip_norm / norm if norm > clip_norm else 1.0
 
 
+def weight_mask(net, layout, flat: np.ndarray, l1: float, l2: float) -> np.ndarray | None:
+    """For ``regularise``: 1 where the flat vector (``layout``, like ``flat``) holds a weight (a
+    masked block's weights: its mask), 0 on biases; None without a penalty."""
+    if not (l1 or l2):
+        return None
+    mask = np.zeros_like(flat)
+    for spec in net.param_specs():
+        if spec.role == "weight":
+            a, b = layout.offsets[spec.key]
+            mask[a:b] = 1.0 if spec.mask is None else spec.mask.ravel()
+    return mask
+
+
 def regularise(value: float, g: np.ndarray, w: np.ndarray, weight_mask: np.ndarray | None, l1: float, l2: float,
                clip_norm: float | None) -> float:
     """For engines that keep the whole flat gradient ``g`` of params ``w``: add the penalty on the
@@ -57,6 +74,19 @@ def uses_logits(loss, output_activation: str | None) -> bool:
     """True when the loss is computed from the output's pre-activation ``z`` in one fused,
     numerically stable formula (softmax + cross-entropy, sigmoid + binary cross-entropy)."""
     return output_activation is not None and loss.partner == output_activation and loss.from_logits is not None
+
+
+def checked_gradient_args(net, params, X, Y, loss, truncate, dropout_key) -> tuple:
+    """The checks of a ``loss_and_grad`` call, in the order every engine makes them: returns
+    (dropout key, loss object, params, inputs, targets), inputs and targets in the params' dtype."""
+    key = check_key(dropout_key)
+    loss_fn = get_loss(loss)
+    P = check_params(net, params)
+    dt = next(iter(P.values())).dtype
+    X = check_inputs(net, X, dt)
+    Y = check_targets(net, loss_fn, Y, X, dt)
+    check_truncate(truncate)
+    return key, loss_fn, P, X, Y
 
 
 def check_truncate(truncate) -> None:

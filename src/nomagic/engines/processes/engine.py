@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError
-from ...model.dropout import check_key
 from ...model.graph import Network
-from ...model.losses import get_loss, row_weights
-from ...model.params import Params, check_params
-from ...model.validation import check_inputs, check_targets
+from ...model.losses import row_weights
+from ...model.params import Params
+from ...model.validation import check_inputs
 from ..base import check_batch_size, in_batches
-from ..objective import check_truncate
+from ..objective import checked_gradient_args
 from .faults import Fault, InjectedCrash
 from .network import ProcessNetwork
 from .trace import format_event
@@ -50,16 +49,10 @@ def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int |
     ``dropout_key=(seed, epoch, batch)`` applies the dropout masks of that key (as in training);
     None: dropout layers are the identity. ``sample_weight``: the weighted mean loss, as on the
     tensor engine (the cortex computes it)."""
-    key = check_key(dropout_key)
-    loss_fn = get_loss(loss)
-    P = check_params(net, params)
-    dt = next(iter(P.values())).dtype
-    X = check_inputs(net, X, dt)
-    Y = check_targets(net, loss_fn, Y, X, dt)
-    check_truncate(truncate)
+    key, loss_fn, P, X, Y = checked_gradient_args(net, params, X, Y, loss, truncate, dropout_key)
     w = row_weights(loss_fn, Y, sample_weight)
     if w is not None:
-        loss_fn = _weighted(loss_fn, w, dt)
+        loss_fn = _weighted(loss_fn, w, X.dtype)
     pn = ProcessNetwork(net, P, **_options(options))
     try:
         value, grads = pn.train_batch(X, Y, loss_fn, truncate, commit=False, dropout=key)

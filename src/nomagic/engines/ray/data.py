@@ -23,7 +23,7 @@ import numpy as np
 from ...model.graph import Network
 from ...model.params import FlatLayout, Params, check_params
 from ..base import GradientStep, OptState
-from ..objective import check_truncate, regularise
+from ..objective import check_truncate, regularise, weight_mask
 from .model import RoundInfo, _check_workers, _Died, check_common, check_worker_errors, default_workers
 from .session import Session
 
@@ -58,13 +58,7 @@ class DataParallel:
         opt_state = opt_state or self.optimizer.init(P)
         self.step_count = opt_state.step
         self.slots = {s: self.layout.flatten(opt_state.slots[s], dt) for s in self.optimizer.slot_names}
-        self.weight_mask = None
-        if l1 or l2:
-            self.weight_mask = np.zeros_like(self.flat)
-            for spec in net.param_specs():
-                if spec.role == "weight":
-                    a, b = self.layout.offsets[spec.key]
-                    self.weight_mask[a:b] = 1.0 if spec.mask is None else spec.mask.ravel()
+        self.weight_mask = weight_mask(net, self.layout, self.flat, l1, l2)
         self.session = Session(address)
         self.actors: list = []
         self.closed = self.broken = False

@@ -16,13 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError
-from ...model.dropout import check_key
 from ...model.graph import Network
-from ...model.losses import get_loss
 from ...model.params import Params, check_params
-from ...model.validation import check_inputs, check_targets
+from ...model.validation import check_inputs
 from ..base import check_batch_size, in_batches
-from ..objective import check_truncate
+from ..objective import check_truncate, checked_gradient_args
 from .data import DataParallel
 from .model import RayNetwork
 from .session import import_ray
@@ -71,14 +69,8 @@ def predict(net: Network, params, X, batch_size: int | None = None, **options) -
 def loss_and_grad(net: Network, params, X, Y, loss: str = "mse", truncate: int | None = None, dropout_key=None,
                   **options):
     """Loss and gradients on Ray workers (no update); ``dropout_key`` as the tensor engine's."""
-    key = check_key(dropout_key)
+    key, loss_fn, P, X, Y = checked_gradient_args(net, params, X, Y, loss, truncate, dropout_key)
     strategy, options = _options(options)
-    loss_fn = get_loss(loss)
-    P = check_params(net, params)
-    dt = next(iter(P.values())).dtype
-    X = check_inputs(net, X, dt)
-    Y = check_targets(net, loss_fn, Y, X, dt)
-    check_truncate(truncate)
     if strategy == "data":
         dp = DataParallel(net, P, None, None, loss_fn, truncate=truncate, **options)
         try:

@@ -32,7 +32,7 @@ from ...model.params import Params, as_dtype, check_params
 from ...model.validation import check_inputs, check_targets
 from ..base import check_batch_size, in_batches
 from ..cache import PlanCache
-from ..objective import check_truncate, horizon, regularise, uses_logits
+from ..objective import check_truncate, horizon, regularise, uses_logits, weight_mask
 from . import blas as _blas
 from .fused import Chain, DenseOp, DropoutOp, Workspace, chain_for
 from .two_cores import make as make_two_cores
@@ -625,13 +625,7 @@ class Trainer:
         self.slots = {s: vector(opt_state.slots[s]) for s in optimizer.slot_names}
         if self._two is not None:
             self._two.bind(self.P, self.G, self.flat, self.gflat, self.slots, self.tmp, optimizer)
-        self.weight_mask = None
-        if l1 or l2:
-            self.weight_mask = np.zeros_like(self.flat)
-            for spec in net.param_specs():
-                if spec.role == "weight":
-                    a, b = self.layout.offsets[spec.key]
-                    self.weight_mask[a:b] = 1.0 if spec.mask is None else spec.mask.ravel()
+        self.weight_mask = weight_mask(net, self.layout, self.flat, l1, l2)
 
     def train_batch(self, X: np.ndarray, Y: np.ndarray, dropout_key: tuple | None = None, state=None,
                     sample_weight=None) -> float:
