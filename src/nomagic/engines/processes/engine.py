@@ -20,6 +20,7 @@ from ..base import check_batch_size, in_batches
 from ..objective import checked_gradient_args
 from .faults import Fault, InjectedCrash
 from .network import ProcessNetwork
+from .protocol import user_layout
 from .trace import format_event
 
 
@@ -87,8 +88,7 @@ class Trainer:
         return self.pn.train_batch(X, Y, loss, self.truncate, dropout=dropout_key)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        out = self.pn.forward(X)
-        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+        return user_layout(self.pn.forward(X))
 
     def params(self) -> Params:
         return self.pn.params()

@@ -21,7 +21,7 @@ from .context import Context
 from .cortex import Result
 from .faults import Fault, check_faults
 from .neuron import NO_SLOTS
-from .protocol import GetParams, GetSlots, RunBatch, SetParams, Status, Stop
+from .protocol import GetParams, GetSlots, SetParams, Status, Stop, run_batch, user_layout
 from .trace import EventStream, MessageEvent, Tracer, format_event, pname
 from .transport import Processes
 from .wiring import wiring_for
@@ -155,9 +155,7 @@ class ProcessNetwork:
     async def predict_async(self, X) -> np.ndarray:
         """``predict`` from asyncio code (a web server streaming the trace, say)."""
         X = check_inputs(self.net, X, self.dtype)
-        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
-        out = await self._call_async(RunBatch(np.ascontiguousarray(Xe), None, None, None, False))
-        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+        return user_layout(await self._call_async(run_batch(X)))
 
     def _diagnose(self, exc: EngineError) -> EngineError:
         """After a hang, ask every neuron what it waits for; name those that never answer."""
@@ -226,23 +224,18 @@ class ProcessNetwork:
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Outputs in engine layout for checked inputs X."""
-        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
-        return self._call(RunBatch(np.ascontiguousarray(Xe), None, None, None, False))
+        return self._call(run_batch(X))
 
     def predict(self, X) -> np.ndarray:
         X = check_inputs(self.net, X, self.dtype)
-        out = self.forward(X)
-        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+        return user_layout(self.forward(X))
 
     def train_batch(self, X: np.ndarray, Y: np.ndarray, loss, truncate: int | None = None,
                     commit: bool = True, dropout: tuple | None = None):
         """One forward and backward pass; with ``commit`` every neuron then updates itself and
         the loss is returned, else (loss, each neuron's gradient) and nothing changes.
         ``dropout``: the batch's dropout key (seed, epoch, batch), or None (no dropout)."""
-        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
-        Ye = Y.transpose(1, 0, 2) if Y.ndim == 3 else Y
-        return self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit,
-                                   dropout))
+        return self._call(run_batch(X, Y, loss, truncate, commit, dropout))
 
     def _to_params(self, ps: list[np.ndarray], own: tuple | None = None) -> Params:
         return self.wiring.layout.to_params(self.wiring.join(ps, self.dtype, own))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+
 _new = tuple.__new__
 
 
@@ -53,6 +55,20 @@ class RunBatch(NamedTuple):
     truncate: int | None
     commit: bool
     dropout: tuple | None = None
+
+
+def run_batch(X, Y=None, loss=None, truncate: int | None = None, commit: bool = False,
+              dropout: tuple | None = None) -> RunBatch:
+    """A ``RunBatch`` of checked arrays in user layout ((batch, features), or (batch, time,
+    features) for sequences; ``Y`` None for a prediction), put time-major as the cortex reads them."""
+    Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
+    Ye = None if Y is None else np.ascontiguousarray(Y.transpose(1, 0, 2) if Y.ndim == 3 else Y)
+    return RunBatch(np.ascontiguousarray(Xe), Ye, loss, truncate, commit, dropout)
+
+
+def user_layout(out: np.ndarray) -> np.ndarray:
+    """The cortex's outputs ((time, batch, n) for sequences) in user layout (the batch first)."""
+    return out.transpose(1, 0, 2) if out.ndim == 3 else out
 
 
 @_tagged("get")

@@ -21,6 +21,7 @@ from ...model.params import Params, check_params
 from ...model.validation import check_inputs
 from ..base import check_batch_size, in_batches
 from ..objective import check_truncate, checked_gradient_args
+from ..processes.protocol import user_layout
 from .data import DataParallel
 from .model import RayNetwork
 from .session import import_ray
@@ -109,8 +110,7 @@ class Trainer:
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.strategy == "data":
             return self.impl.predict(X)
-        out = self.impl.forward(X)
-        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+        return user_layout(self.impl.forward(X))
 
     def params(self) -> Params:
         return self.impl.params()

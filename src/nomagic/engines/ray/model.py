@@ -42,7 +42,7 @@ from ..processes.actuator import Actuator
 from ..processes.context import Context
 from ..processes.cortex import Cortex, Result
 from ..processes.neuron import NO_SLOTS
-from ..processes.protocol import GetParams, GetSlots, RunBatch, SetParams
+from ..processes.protocol import GetParams, GetSlots, SetParams, run_batch, user_layout
 from ..processes.sensor import Sensor
 from ..processes.wiring import wiring_for
 from .partition import auto_partition, cut_synapses, describe, explicit_partition
@@ -380,22 +380,16 @@ class RayNetwork:
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Outputs in engine layout for checked inputs X."""
-        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
-        return self._call(RunBatch(np.ascontiguousarray(Xe), None, None, None, False))
+        return self._call(run_batch(X))
 
     def predict(self, X) -> np.ndarray:
         X = check_inputs(self.net, X, self.dtype)
-        out = self.forward(X)
-        return out.transpose(1, 0, 2) if out.ndim == 3 else out
+        return user_layout(self.forward(X))
 
     def train_batch(self, X: np.ndarray, Y: np.ndarray, loss, truncate: int | None = None, commit: bool = True,
                     dropout: tuple | None = None):
         """As ``ProcessNetwork.train_batch``."""
-        Xe = X[None] if X.ndim == 2 else X.transpose(1, 0, 2)
-        Ye = Y.transpose(1, 0, 2) if Y.ndim == 3 else Y
-        out = self._call(RunBatch(np.ascontiguousarray(Xe), np.ascontiguousarray(Ye), loss, truncate, commit,
-                                  dropout),
-                         snapshot=commit)
+        out = self._call(run_batch(X, Y, loss, truncate, commit, dropout), snapshot=commit)
         if commit:
             self.steps_done += 1
         return out
