@@ -45,14 +45,20 @@ def _ms(values: list[float]) -> list[float]:
     return [v * 1e3 for v in values]
 
 
-def data_parallel(workers: int, batch: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per step of data-parallel training on ``workers``: total, compute, messaging, update."""
+def _mlp_case(batch: int):
+    """The MLP 256-1024-1024-10 (relu, softmax), a random batch of ``batch`` rows with its checked
+    targets, and float32 params of seed 0: the work both the Ray rows and their baseline time."""
     net = nm.inputs(256) | nm.dense(1024, activation="relu") | nm.dense(1024, activation="relu") | \
         nm.dense(10, activation="softmax")
     r = np.random.default_rng(0)
     X = r.normal(size=(batch, 256)).astype(np.float32)
     Y = check_targets(net, get_loss("cross_entropy"), r.integers(0, 10, batch), X, np.dtype(np.float32))
-    P = net.init(seed=0, dtype="float32")
+    return net, X, Y, net.init(seed=0, dtype="float32")
+
+
+def data_parallel(workers: int, batch: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per step of data-parallel training on ``workers``: total, compute, messaging, update."""
+    net, X, Y, P = _mlp_case(batch)
     opt = nm.adam(1e-3)
     dp = DataParallel(net, P, opt, opt.init(P), get_loss("cross_entropy"), workers=workers)
     out: dict[str, list[float]] = {"total": [], "compute": [], "messaging": [], "update": []}
@@ -75,12 +81,7 @@ def data_parallel(workers: int, batch: int, repeats: int) -> dict[str, list[floa
 def tensor_step(batch: int, repeats: int) -> list[float]:
     from nomagic.engines.tensor import Trainer
 
-    net = nm.inputs(256) | nm.dense(1024, activation="relu") | nm.dense(1024, activation="relu") | \
-        nm.dense(10, activation="softmax")
-    r = np.random.default_rng(0)
-    X = r.normal(size=(batch, 256)).astype(np.float32)
-    Y = check_targets(net, get_loss("cross_entropy"), r.integers(0, 10, batch), X, np.dtype(np.float32))
-    P = net.init(seed=0, dtype="float32")
+    net, X, Y, P = _mlp_case(batch)
     opt = nm.adam(1e-3)
     tr = Trainer(net, P, opt, opt.init(P), get_loss("cross_entropy"))
     times = []
