@@ -77,7 +77,7 @@ class _Shape:
 class TwoCores:
     """The shared steps of one Trainer (see the module's docstring)."""
 
-    UPDATE = 1 << 10  # the mark after which the partner runs its half of the update
+    UPDATE = 1 << 10  # the mark after which the partner updates layers 1 and up
     PROBE, PERIOD = 8, 512
 
     def __init__(self, chain: Chain, layout, dtype, n_slots: int) -> None:
