@@ -38,6 +38,21 @@ def _grads(seed: int = 1, steps: int = STEPS) -> list[dict[str, np.ndarray]]:
     return [{k: r.normal(size=s) for k, s in SHAPES.items()} for _ in range(steps)]
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def updates(request, monkeypatch):
+    """Run the test with the optimizers' compiled loops (engines/compiled.py, when numba is
+    installed) and with the NumPy passes."""
+    from nomagic.engines import compiled
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("NOMAGIC_NUMBA", "1" if request.param == "compiled" else "0")
+    compiled.reset()
+    yield request.param
+    monkeypatch.delenv("NOMAGIC_NUMBA")
+    compiled.reset()
+
+
 def cosine_lambda(lr: float, total: int, warmup: int, min_lr: float):
     """The factor of ``nm.cosine_decay`` after ``e`` scheduler steps, for ``LambdaLR``."""
     def f(e: int) -> float:
@@ -108,7 +123,7 @@ def _torch_run(make_opt, make_sched, params, grads):
 
 
 @pytest.mark.parametrize("case", list(OPTIMIZERS))
-def test_pure_step_equals_torch_over_100_steps(case):
+def test_pure_step_equals_torch_over_100_steps(case, updates):
     ours, theirs, their_sched = OPTIMIZERS[case]
     params, grads = _params(), _grads()
     want = _torch_run(theirs, their_sched, params, grads)
@@ -132,7 +147,7 @@ def test_pure_step_equals_torch_over_100_steps(case):
 
 
 @pytest.mark.parametrize("case", list(OPTIMIZERS))
-def test_apply_in_pieces_equals_whole_and_torch(monkeypatch, case):
+def test_apply_in_pieces_equals_whole_and_torch(monkeypatch, case, updates):
     """``apply_`` in place, on one flat vector, whole or piece by piece (as the engines run it on
     long vectors): the same numbers bit for bit, and PyTorch's."""
     ours, theirs, their_sched = OPTIMIZERS[case]
@@ -354,7 +369,7 @@ FIT_CASES = ["adamw-custom", "adam-wd", "sgd-nesterov-wd", "rmsprop-all", "rmspr
 
 
 @pytest.mark.parametrize("case", FIT_CASES)
-def test_fit_equals_torch_loop(case, rng):
+def test_fit_equals_torch_loop(case, rng, updates):
     """nm.fit (the tensor engine's in-place ``apply_`` on its flat buffers) against a PyTorch loop
     on the same batches, torch computing the gradients of the same MSE model: 100 steps."""
     ours, theirs, their_sched = OPTIMIZERS[case]
@@ -371,7 +386,7 @@ def test_fit_equals_torch_loop(case, rng):
     assert model.info["optimizer"] == ours().config()
 
 
-def test_fit_team_pieces_with_schedule(monkeypatch, rng):
+def test_fit_team_pieces_with_schedule(monkeypatch, rng, updates):
     """The tensor engine's optimizer update shared among its threads, in pieces, with a schedule
     and weight decay: the numbers of the one-thread update (every piece gets the same t)."""
     from nomagic.engines.tensor import blas as _blas

@@ -3,6 +3,9 @@
 Each update rule is written once, in ``apply_``, on flat vectors; the pure ``step`` runs it on
 copies, and ``nm.fit`` runs it in place on the engine's own buffers (same numbers, no copies).
 Every rule follows PyTorch's (``torch.optim``) formulas, in the same order of operations.
+Beside each ``apply_``, a loop over the elements (``_adam_loop`` ...) makes the same operations
+one element at a time, for numba to compile when it is installed (``engines/compiled.py``): one pass
+instead of a dozen, the same numbers to the bit.
 
 The learning rate is a number or a schedule (``nm.cosine_decay(...)``, see ``schedules``): the
 update of step ``t`` (1-based) uses ``opt.lr_at(t) = schedule(t) · opt.lr_scale``, where
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..engines import compiled
 from ..engines.base import OptState
 from ..errors import InvalidInputError, ParamsError, UnknownNameError
 from ..model.params import Params
@@ -109,6 +113,27 @@ class Optimizer:
         d += g
         return d
 
+    @staticmethod
+    def _compiled(loop, arrays: tuple, numbers: tuple) -> bool:
+        """Run ``loop``, this optimizer's update one element at a time, compiled (``engines/compiled.py``), on
+        ``arrays``, with ``numbers`` (settings and flags) in one small array of their dtype: each
+        rounded as NumPy rounds a Python number it meets in an operation of that dtype. False when
+        it cannot run: the caller then makes the NumPy passes."""
+        fast = compiled.kernel(loop)
+        if fast is None or not compiled.fits(*arrays):
+            return False
+        fast(*arrays, np.array(numbers, arrays[0].dtype))
+        return True
+
+    def prepare(self, dtype) -> None:
+        """Make the compiled update for ``dtype`` now (numba compiles on the first call, or loads
+        it from its cache), so that no training step pays for it."""
+        dt = np.dtype(dtype)
+        if compiled.enabled() and dt in compiled.FLOATS:
+            p = np.zeros(1, dt)
+            self.apply_(1, p, np.zeros(1, dt), {s: np.zeros(1, dt) for s in self.slot_names}, np.zeros(1, dt),
+                        lr=0.0)
+
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
         zeros = {k: np.zeros_like(np.asarray(v)) for k, v in params.items()}
         return OptState(0, {s: Params(zeros) for s in self.slot_names})
@@ -184,6 +209,9 @@ class SGD(Optimizer):
     def apply_(self, t, p, g, slots, tmp, lr=None) -> None:
         lr, mu, wd = self.lr_at(t) if lr is None else lr, self.momentum, self.weight_decay
         arrays = (p, g, slots["velocity"]) if mu else (p, g)
+        if self._compiled(_sgd_loop, (p, g, slots["velocity"] if mu else tmp),
+                          (lr, mu, wd, self.nesterov)):
+            return
         for pk, gk, *v, tk in self._pieces(tmp, *arrays):
             d = self._decayed(pk, gk, wd) if wd else gk
             if not mu:  # p ← p − lr·d
@@ -237,6 +265,9 @@ class Adam(Optimizer):
         r2 = math.sqrt(1.0 - b2 ** t)
         eps, step = self.eps * r2, lr * r2 / (1.0 - b1 ** t)
         shrink = 1.0 - lr * wd
+        if self._compiled(_adam_loop, (p, g, slots["m"], slots["v"]),
+                          (a1, b2, a2, eps, step, wd, shrink, self.decoupled)):
+            return
         for pk, gk, m, v, tk in self._pieces(tmp, p, g, slots["m"], slots["v"]):
             if wd and self.decoupled:  # AdamW: p ← p·(1 − lr·wd), then the Adam step
                 pk *= shrink
@@ -306,6 +337,11 @@ class RMSprop(Optimizer):
         lr = self.lr_at(t) if lr is None else lr
         alpha, eps, mu, wd = self.alpha, self.eps, self.momentum, self.weight_decay
         a1 = 1.0 - alpha
+        ga = slots["grad_avg"] if self.centered else tmp
+        buf = slots["momentum_buffer"] if mu else tmp
+        if self._compiled(_rmsprop_loop, (p, g, slots["square_avg"], ga, buf),
+                          (alpha, a1, eps, lr, mu, wd, self.centered)):
+            return
         for pk, gk, sq, *rest, tk in self._pieces(tmp, p, g, *(slots[s] for s in self.slot_names)):
             d = self._decayed(pk, gk, wd) if wd else gk
             np.square(d, out=tk)  # s ← α·s + (1 − α)·d²
@@ -336,6 +372,61 @@ class RMSprop(Optimizer):
     def config(self) -> dict:
         return {"name": self.name, "lr": self._lr_config(), "alpha": self.alpha, "eps": self.eps,
                 "momentum": self.momentum, "centered": self.centered, "weight_decay": self.weight_decay}
+
+
+# -- the same updates, one element at a time, for numba to compile (see ``compiled``) -----------
+#
+# Each line makes apply_'s operations on one element, grouped as apply_ groups them, so that every
+# rounding is the same; the numbers (settings, flags) come in ``c``, an array of the arrays' dtype,
+# in the order apply_ lists them. Never run by Python itself: far too slow.
+
+
+def _sgd_loop(p, g, v, c):  # v: the velocity (unused when mu = 0)
+    lr, mu, wd, nesterov = c[0], c[1], c[2], c[3]
+    for i in range(p.shape[0]):
+        d = p[i] * wd + g[i] if wd != 0 else g[i]
+        if mu == 0:
+            p[i] -= d * lr
+            continue
+        vi = v[i] * mu + d
+        v[i] = vi
+        p[i] -= (vi * mu + d) * lr if nesterov != 0 else vi * lr
+
+
+def _adam_loop(p, g, m, v, c):
+    a1, b2, a2, eps, step, wd, shrink, decoupled = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    for i in range(p.shape[0]):
+        pi, gi = p[i], g[i]
+        if wd != 0 and decoupled != 0:
+            pi = pi * shrink
+        elif wd != 0:
+            gi = pi * wd + gi
+        mi = m[i] + (gi - m[i]) * a1
+        vi = v[i] * b2 + gi * gi * a2
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - mi / (np.sqrt(vi) + eps) * step
+
+
+def _rmsprop_loop(p, g, sq, ga, b, c):  # ga, b: unused when centered, momentum are off
+    alpha, a1, eps, lr, mu, wd, centered = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    for i in range(p.shape[0]):
+        d = p[i] * wd + g[i] if wd != 0 else g[i]
+        s = sq[i] * alpha + d * d * a1
+        sq[i] = s
+        if centered != 0:
+            gai = ga[i] + (d - ga[i]) * a1
+            ga[i] = gai
+            a = np.sqrt(s - gai * gai) + eps
+        else:
+            a = np.sqrt(s) + eps
+        q = d / a
+        if mu != 0:
+            bi = b[i] * mu + q
+            b[i] = bi
+            p[i] -= bi * lr
+        else:
+            p[i] -= q * lr
 
 
 def sgd(lr=0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> SGD:

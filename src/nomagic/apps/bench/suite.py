@@ -153,6 +153,17 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+def _numba_info() -> str:
+    """numba's version, and whether the optimizers' compiled updates run (engines/compiled.py)."""
+    from nomagic.engines import compiled
+
+    version = _version("numba")
+    if version == "not installed":
+        return "not installed (the optimizers' updates run as NumPy passes)"
+    return f"{version}, " + ("the optimizers' updates compiled" if compiled.enabled()
+                             else "NOMAGIC_NUMBA=0: the optimizers' updates as NumPy passes")
+
+
 def machine_info() -> dict:
     """Cores, versions and the BLAS NumPy runs on (kernel and threads, via threadpoolctl)."""
     blas = _blas_info()
@@ -171,6 +182,7 @@ def machine_info() -> dict:
         "torch": _version("torch"),
         "jax": jax,
         "sklearn": _version("sklearn"),
+        "numba": _numba_info(),
         "blas": (f"{blas.get('internal_api', '?')} {blas.get('version', '?')}, kernel "
                  f"{blas.get('architecture', '?')}, {blas.get('num_threads', '?')} threads") if blas else "unknown",
         "blas_threads": int(blas.get("num_threads") or 1) if blas else (os.cpu_count() or 1),
@@ -455,6 +467,25 @@ def _jax_mlp_trainer(sizes: list[int], X: np.ndarray, y: np.ndarray, X_test: np.
 # -- 1. digits --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _numpy_updates():
+    """The optimizers' updates as NumPy passes instead of their compiled loops (``NOMAGIC_NUMBA=0``),
+    for the row that shows nomagic without numba."""
+    from nomagic.engines import compiled
+
+    before = os.environ.get("NOMAGIC_NUMBA")
+    os.environ["NOMAGIC_NUMBA"] = "0"
+    compiled.reset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NOMAGIC_NUMBA"]
+        else:
+            os.environ["NOMAGIC_NUMBA"] = before
+        compiled.reset()
+
+
 def _partner_ready() -> str:
     """Start the tensor engine's partner process before the clock (as JAX compiles before it), for
     the runs with ``partner=True``; says how they ran, for the row's note."""
@@ -483,6 +514,9 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
     net = digits_network()
     partner = _partner_ready()
     partner_used = partner.startswith("steps shared")
+    from nomagic.engines import compiled
+
+    compiled_updates = compiled.enabled()
     rows = []
     Xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr.astype(np.int64))
     ce = torch.nn.CrossEntropyLoss()
@@ -490,12 +524,12 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
     for bs in (32, 128):
         acc: dict[str, list[float]] = {}
 
-        def ours(bs=bs, acc=acc, partner=False):
+        def ours(bs=bs, acc=acc, partner=False, key=None):
             t0 = time.perf_counter()
             model = nm.fit(net, Xtr, ytr, loss="cross_entropy", optimizer=nm.adam(1e-3), epochs=epochs,
                            batch_size=bs, seed=0, verbose=False, partner=partner)
             dt = time.perf_counter() - t0
-            key = "ours, partner" if partner else "ours"
+            key = key or ("ours, partner" if partner else "ours")
             acc.setdefault(key, []).append(float(np.mean(model.predict(Xte).argmax(axis=1) == yte)))
             return dt
 
@@ -526,9 +560,15 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
             acc.setdefault(f"sklearn {threads}t", []).append(float(clf.score(Xte, yte)))
             return dt * epochs / clf.n_iter_  # as if it had run every epoch
 
+        def ours_numpy(f=ours) -> float:
+            with _numpy_updates():
+                return f(key="ours, numpy")
+
         cases: dict[str, Callable[[], float]] = {"ours": ours}
         if partner_used:
             cases["ours, partner"] = lambda f=ours: f(partner=True)
+        if compiled_updates:
+            cases["ours, numpy"] = ours_numpy
         cases.update(_torch_cases(torch_run))
         compile_seconds = None
         if have_jax:
@@ -561,6 +601,14 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
         else:
             rows.append(_row(label, what, counts, ours_rate, "nomagic with its partner process (partner=True)",
                              None, "samples/s", None, note=partner))
+        numpy_row = "nomagic without numba (its optimizer's update as NumPy passes)"
+        if compiled_updates:
+            rows.append(_row(label, what, counts, ours_rate, numpy_row, rate(times["ours, numpy"]), "samples/s",
+                             None, note="the same nm.fit with NOMAGIC_NUMBA=0; the rows above run Adam's update "
+                                        "as one loop compiled by numba (engines/compiled.py), the same numbers"))
+        else:
+            rows.append(_row(label, what, counts, ours_rate, numpy_row, None, "samples/s", None,
+                             note="numba is not installed or NOMAGIC_NUMBA=0: every row of ours is without it"))
         best_s = _fastest(times, "sklearn")
         rows.append(_row(label, what, counts, ours_rate, f"scikit-learn MLPClassifier, {_threads_of(best_s)}",
                          rate(times[best_s]), "samples/s", None,
@@ -889,6 +937,7 @@ def header_markdown(info: dict) -> str:
         f"- CPU: {info['cpu']}, {info['cores']} cores",
         f"- Python {info['python']}, NumPy {info['numpy']}, PyTorch {info['torch']}, JAX {info['jax']}, "
         f"scikit-learn {info['sklearn']}",
+        f"- numba: {info.get('numba', 'not recorded')}",
         f"- NumPy's BLAS: {info['blas']}",
     ]
     if info.get("blas_env"):

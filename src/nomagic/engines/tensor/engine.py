@@ -623,6 +623,7 @@ class Trainer:
         self.G = self.layout.views(self.gflat)
         self.step_count = opt_state.step
         self.slots = {s: vector(opt_state.slots[s]) for s in optimizer.slot_names}
+        optimizer.prepare(dt)  # its compiled update (engines/compiled.py) made now, not in a step
         if self._two is not None:
             self._two.bind(self.P, self.G, self.flat, self.gflat, self.slots, self.tmp, optimizer)
         self.weight_mask = weight_mask(net, self.layout, self.flat, l1, l2)

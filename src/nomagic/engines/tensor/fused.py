@@ -59,6 +59,7 @@ from ...model.chains import plain_chain
 from ...model.gates import GATES, sigmoid_first
 from ...model.graph import Network
 from ...model.losses import _ce_logits
+from .. import compiled
 from ..cache import PlanCache
 from ..objective import horizon, uses_logits
 from . import blas as _blas
@@ -816,8 +817,30 @@ class _DenseStep:
         for k in range(1, len(self.layers)):  # their input is the layer below's output: bound once
             self.layers[k]["grads"] = self._grad_products(k, self.layers[k - 1]["z"])
         c = ops[-1].units
-        self.m, self.s = empty((1, rows), dt), empty((1, rows), dt)
+        self.m, self.s, self.l = empty((1, rows), dt), empty((1, rows), dt), empty((1, rows), dt)
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
+        self.n = np.array([rows], dt)  # the batch size, for the compiled softmax's division
+        self._bind_loops(dt)
+
+    def _bind_loops(self, dt) -> None:
+        """The compiled loops (``engines/compiled.py``) this step can use, when numba is installed:
+        each relu layer's (``_bias_relu_loop``, ``_relu_grad_loop``) and softmax's
+        (``_softmax_loops``); None where the NumPy calls run. Compiled here, on tiny arrays, so
+        that no step pays for it."""
+        bias_relu, relu_grad = compiled.kernel(_bias_relu_loop), compiled.kernel(_relu_grad_loop)
+        ok = bias_relu is not None and np.dtype(dt) in compiled.FLOATS
+        self.softmax_loops = None
+        if ok:
+            one = np.zeros((1, 1), dt)
+            bias_relu(one, one[0])
+            relu_grad(one, one.T)
+        if ok and self.ce and self.e.shape[1] > 1:  # one sample: NumPy sums its one column pairwise
+            self.softmax_loops = tuple(compiled.kernel(f) for f in _softmax_loops)
+            self._softmax_ce(np.zeros_like(self.e), np.zeros(self.e.shape[::-1], dt), np.zeros_like(self.e))
+        for L in self.layers:
+            relu = ok and L["act"] == "relu"
+            L["bias_relu"] = bias_relu if relu and L["b"] is not None and L["b"].ndim == 1 else None
+            L["relu_grad"] = relu_grad if relu else None
 
     def _forward_loss(self, X: np.ndarray, Y: np.ndarray, ready=None) -> float:
         """The forward pass and the loss; leaves the top layer's delta in its ``d``. ``ready(k)``,
@@ -829,6 +852,10 @@ class _DenseStep:
                 ready(k)
             z, b, act = L["z"], L["b"], L["act"]
             mm(x, L["W"], L["out"])
+            if L["bias_relu"] is not None:  # the two calls below, in one pass
+                L["bias_relu"](z, b)
+                x = z
+                continue
             if b is not None:
                 np.add(z, b, out=z)
             if act == "relu":
@@ -853,7 +880,9 @@ class _DenseStep:
     def _act_grad(L: dict) -> np.ndarray:
         """Layer L's delta times its activation's derivative, in place."""
         d, act = L["d"], L["act"]
-        if act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
+        if L["relu_grad"] is not None:  # the call below, in one pass
+            L["relu_grad"](d, L["a"])
+        elif act == "relu":  # d · (z > 0), and z > 0 exactly where a = max(z, 0) > 0
             np.multiply(d, np.greater(L["a"], L["zero"], out=L["mask"]), out=d)
         elif act is not None:
             _act_grad_(act, L["fn"], None, L["a"], d, L["tmp"])
@@ -933,9 +962,19 @@ class _DenseStep:
 
     def _softmax_ce(self, zT: np.ndarray, Y: np.ndarray, dT: np.ndarray) -> float:
         """``losses._ce_logits``, feature-major: returns the mean loss and writes its gradient,
-        (softmax(z) − y)/n, into ``dT`` (classes, batch), from the logits ``zT`` (classes, batch)."""
-        m, s, e, Yt = self.m, self.s, self.e, self.Yt
+        (softmax(z) − y)/n, into ``dT`` (classes, batch), from the logits ``zT`` (classes, batch).
+        Y: (batch, classes). The loss is −Σ_j l_j / n, l_j = Σ_i y_ji·(z_ij − log Σ_i e^z_ij), each
+        sum over the classes in their order."""
+        m, s, e, Yt, ll = self.m, self.s, self.e, self.Yt, self.l
         n = zT.shape[1]
+        if self.softmax_loops is not None:  # the same operations in three loops, exp and log NumPy's
+            shift, grad, per_sample = self.softmax_loops
+            shift(zT, m, e)
+            np.exp(e, out=e)
+            grad(e, s, Y, dT, self.n)
+            np.log(s, out=s)
+            per_sample(zT, s, m, Y, ll)
+            return float(-ll.sum() / n)
         np.maximum.reduce(zT, axis=0, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
         np.subtract(zT, m, out=e)
         np.exp(e, out=e)
@@ -947,7 +986,70 @@ class _DenseStep:
         np.log(s, out=s)
         s += m
         np.subtract(zT, s, out=e)  # log softmax(z)
-        return float(-np.vdot(Yt, e) / n)
+        np.multiply(Yt, e, out=e)
+        np.add.reduce(e, axis=0, keepdims=True, out=ll)
+        return float(-ll.sum() / n)
+
+
+# -- relu in one pass each, for numba to compile (``engines/compiled.py``) ------------------------
+#
+# The dense step's relu calls, one element at a time, with the same numbers: np.maximum(v, 0) is
+# v for v > 0, +0 for v ≤ 0 and NaN for NaN; d·(a > 0) is d, or d·0 (±0, NaN for ±inf and NaN).
+
+
+def _bias_relu_loop(z, b):  # z ← max(z + b, 0); z: (batch, units), b: (units,)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            z[i, j] = v if v > 0 or v != v else 0.0
+
+
+def _relu_grad_loop(d, a):  # d ← d·(a > 0); a: d's shape, maybe a transposed view
+    for i in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            x = d[i, j]
+            d[i, j] = x if a[i, j] > 0 else x * 0.0
+
+
+# -- softmax with cross-entropy in three loops, for numba to compile --------------------------------
+#
+# ``_DenseStep._softmax_ce``'s NumPy calls, column by column (a column: one sample's logits): the
+# same operations in the same order (NumPy reduces over the classes one row after the other),
+# exp and log left to NumPy between the loops. z, e, dT: (classes, batch); Y: (batch, classes).
+
+
+def _softmax_shift(z, m, e):  # m ← max over the classes (NaN wins, as np.maximum); e ← z − m
+    for j in range(z.shape[1]):
+        mx = z[0, j]
+        for i in range(1, z.shape[0]):
+            v = z[i, j]
+            mx = mx if mx >= v or mx != mx else v
+        m[0, j] = mx
+        for i in range(z.shape[0]):
+            e[i, j] = z[i, j] - mx
+
+
+def _softmax_grad(e, s, Y, dT, n):  # s ← Σ e (e = exp(z − m)); dT ← (e/s − y)/n
+    for j in range(e.shape[1]):
+        acc = e[0, j]
+        for i in range(1, e.shape[0]):
+            acc += e[i, j]
+        s[0, j] = acc
+        for i in range(e.shape[0]):
+            dT[i, j] = (e[i, j] / acc - Y[j, i]) / n[0]
+
+
+def _softmax_per_sample(z, s, m, Y, ll):  # s ← log Σ e + m; l ← Σ y·(z − s)  (s: log Σ e on entry)
+    for j in range(z.shape[1]):
+        t = s[0, j] + m[0, j]
+        s[0, j] = t
+        acc = Y[j, 0] * (z[0, j] - t)
+        for i in range(1, z.shape[0]):
+            acc += Y[j, i] * (z[i, j] - t)
+        ll[0, j] = acc
+
+
+_softmax_loops = (_softmax_shift, _softmax_grad, _softmax_per_sample)
 
 
 def _compile(net: Network) -> Chain | None:

@@ -434,6 +434,7 @@ def _make_ops(maps: dict, program: list, optimizer, floats: np.ndarray) -> list:
         elif kind == "step":
             p, g, tmp = _view(maps, op[1]), _view(maps, op[2]), _view(maps, op[4])
             slots = {k: _view(maps, r) for k, r in op[3].items()}
+            optimizer.prepare(p.dtype)  # its compiled update made now, not in a step
             ops.append(lambda t, lr, p=p, g=g, s=slots, tmp=tmp: optimizer.apply_(t, p, g, s, tmp, lr=lr))
         else:
             raise ValueError(f"unknown operation {kind!r}")
