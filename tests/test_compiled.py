@@ -150,14 +150,15 @@ def test_pure_step_leaves_its_inputs_alone_on_the_compiled_path(numpy_only):
                                   lambda: nm.rmsprop(1e-3, centered=True)], ids=["adam", "sgd", "rmsprop"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [16, 80])  # the dense step's small-batch layout, and the other
-def test_fit_gives_the_same_params_with_and_without_numba(dtype, batch, make, numpy_only):
+@pytest.mark.parametrize("top_bias", [True, False])
+def test_fit_gives_the_same_params_with_and_without_numba(dtype, batch, top_bias, make, numpy_only):
     """A relu MLP trained by nm.fit (tensor engine, its dense step): bit-identical params and
-    optimizer slots whether the relu and the updates ran compiled or as NumPy calls."""
+    optimizer slots whether the relu, the softmax and the updates ran compiled or as NumPy calls."""
     r = np.random.default_rng(0)
     X = r.standard_normal((200, 8))
     y = r.integers(0, 3, 200)
     net = nm.inputs(8) | nm.dense(16, activation="relu") | nm.dense(12, activation="relu") \
-        | nm.dense(3, activation="softmax")
+        | nm.dense(3, activation="softmax", bias=top_bias)
     models = []
     for on in (True, False):
         numpy_only(on)
@@ -319,21 +320,25 @@ def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, numpy
         else r.dirichlet(np.ones(10), rows).astype(dt)
     loops = step.softmax_loops
 
+    step.top_bias[...] = r.standard_normal(10)  # it adds the top layer's bias first
+
     def both(z):
         outs = []
         for step.softmax_loops in (loops, None):
-            dT = np.empty_like(z)
+            dT, logits = np.empty_like(z), z.copy()
             with np.errstate(invalid="ignore"):
-                value = step._softmax_ce(z, Y, dT)
-            outs.append((value, dT, step.s.copy()))
+                value = step._softmax_ce(logits, Y, dT)
+            outs.append((value, dT, step.s.copy(), logits))
         return outs
 
-    (v1, d1, s1), (v2, d2, s2) = both(zT)
+    (v1, d1, s1, z1), (v2, d2, s2, z2) = both(zT)
     assert v1 == v2 and np.isfinite(v1) and v1 > 0
     np.testing.assert_array_equal(_bits(d1), _bits(d2))
     np.testing.assert_array_equal(_bits(s1), _bits(s2))
+    np.testing.assert_array_equal(_bits(z1), _bits(z2))
+    np.testing.assert_array_equal(z1, zT + step.top_bias[:, None])
     zT[3, 0] = np.nan  # one sample's logits with a NaN: its column NaN both ways, the others equal
-    (v1, d1, _), (v2, d2, _) = both(zT)
+    (v1, d1, _, _), (v2, d2, _, _) = both(zT)
     assert np.isnan(v1) and np.isnan(v2) and np.isnan(d1[:, 0]).all()
     np.testing.assert_array_equal(_bits(d1[:, 1:]), _bits(d2[:, 1:]))
     tr.close()

@@ -817,6 +817,10 @@ class _DenseStep:
         for k in range(1, len(self.layers)):  # their input is the layer below's output: bound once
             self.layers[k]["grads"] = self._grad_products(k, self.layers[k - 1]["z"])
         c = ops[-1].units
+        top = self.layers[-1]
+        # softmax with cross-entropy adds the top layer's bias itself (in its first loop, compiled)
+        self.bias_in_softmax = top if self.ce and top["b"] is not None else None
+        self.top_bias = np.zeros(0, dt) if top["b"] is None else top["b"][:, 0]  # (classes,), or empty
         self.m, self.s, self.l = empty((1, rows), dt), empty((1, rows), dt), empty((1, rows), dt)
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
         self.n = np.array([rows], dt)  # the batch size, for the compiled softmax's division
@@ -856,7 +860,7 @@ class _DenseStep:
                 L["bias_relu"](z, b)
                 x = z
                 continue
-            if b is not None:
+            if b is not None and L is not self.bias_in_softmax:
                 np.add(z, b, out=z)
             if act == "relu":
                 np.maximum(z, L["zero"], out=z)
@@ -961,20 +965,22 @@ class _DenseStep:
         return value
 
     def _softmax_ce(self, zT: np.ndarray, Y: np.ndarray, dT: np.ndarray) -> float:
-        """``losses._ce_logits``, feature-major: returns the mean loss and writes its gradient,
-        (softmax(z) − y)/n, into ``dT`` (classes, batch), from the logits ``zT`` (classes, batch).
-        Y: (batch, classes). The loss is −Σ_j l_j / n, l_j = Σ_i y_ji·(z_ij − log Σ_i e^z_ij), each
-        sum over the classes in their order."""
+        """``losses._ce_logits``, feature-major: adds the top layer's bias to ``zT`` (classes, batch),
+        which makes it the logits; returns the mean loss and writes its gradient, (softmax(z) − y)/n,
+        into ``dT`` (classes, batch). Y: (batch, classes). The loss is −Σ_j l_j / n, l_j =
+        Σ_i y_ji·(z_ij − log Σ_i e^z_ij), each sum over the classes in their order."""
         m, s, e, Yt, ll = self.m, self.s, self.e, self.Yt, self.l
         n = zT.shape[1]
         if self.softmax_loops is not None:  # the same operations in three loops, exp and log NumPy's
             shift, grad, per_sample = self.softmax_loops
-            shift(zT, m, e)
+            shift(zT, self.top_bias, m, e)
             np.exp(e, out=e)
             grad(e, s, Y, dT, self.n)
             np.log(s, out=s)
             per_sample(zT, s, m, Y, ll)
             return float(-ll.sum() / n)
+        if self.top_bias.shape[0]:
+            np.add(zT, self.top_bias[:, None], out=zT)
         np.maximum.reduce(zT, axis=0, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
         np.subtract(zT, m, out=e)
         np.exp(e, out=e)
@@ -1018,8 +1024,11 @@ def _relu_grad_loop(d, a):  # d ← d·(a > 0); a: d's shape, maybe a transposed
 # exp and log left to NumPy between the loops. z, e, dT: (classes, batch); Y: (batch, classes).
 
 
-def _softmax_shift(z, m, e):  # m ← max over the classes (NaN wins, as np.maximum); e ← z − m
-    for j in range(z.shape[1]):
+def _softmax_shift(z, b, m, e):  # z ← z + b (b empty: no bias); m ← max over the classes (NaN wins,
+    for j in range(z.shape[1]):   # as in np.maximum); e ← z − m
+        if b.shape[0]:
+            for i in range(z.shape[0]):
+                z[i, j] += b[i]
         mx = z[0, j]
         for i in range(1, z.shape[0]):
             v = z[i, j]
