@@ -486,6 +486,38 @@ def _numpy_updates():
         compiled.reset()
 
 
+def _update_row(net, repeats: int, updates: int = 2000) -> dict:
+    """µs per Adam update of the digits MLP's params (float32, as nm.fit's flat buffers), its
+    compiled loop against its NumPy passes, in turns (``engines/compiled.py``)."""
+    import nomagic as nm
+
+    params = {k: np.asarray(v, np.float32) for k, v in net.init(seed=0).items()}
+    n = sum(v.size for v in params.values())
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    slots = {"m": np.zeros(n, np.float32), "v": np.zeros(n, np.float32)}
+    tmp, opt = np.empty(n, np.float32), nm.adam(1e-3)
+
+    def run() -> float:
+        opt.apply_(1, p, g, slots, tmp)  # a warm start: the loop made, the arrays in the cache
+        t0 = time.perf_counter()
+        for t in range(2, updates + 2):
+            opt.apply_(t, p, g, slots, tmp)
+        return (time.perf_counter() - t0) / updates
+
+    def numpy_run() -> float:
+        with _numpy_updates():
+            return run()
+
+    times = _interleaved({"compiled": run, "numpy": numpy_run}, repeats)
+    us = lambda secs: [x * 1e6 for x in secs]  # noqa: E731
+    return _row("digits MLP 64-128-128-10: Adam's update", "µs per update",
+                f"µs = seconds of {updates:,} in-place updates of the {n:,} float32 params ÷ {updates:,} "
+                "(opt.apply_ on flat vectors, as nm.fit runs it)", us(times["compiled"]),
+                "the same update as NumPy passes (NOMAGIC_NUMBA=0)", us(times["numpy"]), "µs", None,
+                higher_is_better=False, note="ours: the loop numba compiles (engines/compiled.py); the same numbers")
+
+
 def _partner_ready() -> str:
     """Start the tensor engine's partner process before the clock (as JAX compiles before it), for
     the runs with ``partner=True``; says how they ran, for the row's note."""
@@ -611,6 +643,8 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
             rows.append(_row(label, what, counts, ours_rate, numpy_row, None, "samples/s", None,
                              note="numba is not installed or NOMAGIC_NUMBA=0: every row of ours is without it"))
         best_s = _fastest(times, "sklearn")
+        if compiled_loops and bs == 32:
+            rows.append(_update_row(net, repeats))
         rows.append(_row(label, what, counts, ours_rate, f"scikit-learn MLPClassifier, {_threads_of(best_s)}",
                          rate(times[best_s]), "samples/s", None,
                          note="its own shuffling; time scaled to the full epochs when it stopped early; "
