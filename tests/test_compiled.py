@@ -342,3 +342,37 @@ def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, numpy
     assert np.isnan(v1) and np.isnan(v2) and np.isnan(d1[:, 0]).all()
     np.testing.assert_array_equal(_bits(d1[:, 1:]), _bits(d2[:, 1:]))
     tr.close()
+
+
+def test_a_loop_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch, numpy_only):
+    """numba failing to compile a loop (here: every loop raises at its first call, as a typing
+    error would) turns the compiled loops off with a warning; training runs its NumPy calls and
+    gives their numbers."""
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((64, 8)), r.integers(0, 3, 64)
+    net = nm.inputs(8) | nm.dense(16, activation="relu") | nm.dense(3, activation="softmax")
+    numpy_only(False)
+    want = nm.fit(net, X, y, loss="cross_entropy", epochs=2, batch_size=16, verbose=False)
+    numpy_only(True)
+
+    def broken(loop):
+        def fail(*args):
+            raise RuntimeError(f"cannot type {loop.__name__}")
+        fail.__name__ = loop.__name__
+        return fail
+
+    monkeypatch.setattr(compiled, "kernel", lambda loop: broken(loop) if compiled.enabled() else None)
+    with pytest.warns(RuntimeWarning, match="numba could not compile .*NumPy calls instead"):
+        got = nm.fit(net, X, y, loss="cross_entropy", epochs=2, batch_size=16, verbose=False)
+    assert not compiled.enabled()
+    for k in want.params:
+        np.testing.assert_array_equal(got.params[k], want.params[k])
+    # the pure step of an optimizer that was never prepared falls back the same way
+    compiled.reset()
+    opt = nm.adam(1e-2)
+    params, grads = {"w": np.ones(3)}, {"w": np.full(3, 0.5)}
+    with pytest.warns(RuntimeWarning, match="_adam_loop"):
+        _, new = opt.step(opt.init(params), params, grads)
+    numpy_only(False)
+    _, ref = opt.step(opt.init(params), params, grads)
+    np.testing.assert_array_equal(new["w"], ref["w"])

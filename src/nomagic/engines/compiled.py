@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -51,6 +52,22 @@ def enabled() -> bool:
 def reset() -> None:
     """Read ``NOMAGIC_NUMBA`` again at the next update."""
     _state["on"] = None
+
+
+def call(fast: Callable, *args) -> bool:
+    """``fast(*args)``; True once it ran. numba compiles a loop for its arguments' types at their
+    first call, and may fail there: then compiled loops are turned off in this process with a
+    warning that says why, nothing has been changed, and False tells the caller to make its NumPy
+    calls instead."""
+    try:
+        fast(*args)
+        return True
+    except Exception as exc:
+        _state["on"] = False
+        warnings.warn(f"numba could not compile {getattr(fast, '__name__', fast)!s} "
+                      f"({type(exc).__name__}: {exc}); nomagic runs its NumPy calls instead", RuntimeWarning,
+                      stacklevel=2)
+        return False
 
 
 def kernel(loop: Callable) -> Callable | None:

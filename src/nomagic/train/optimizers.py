@@ -115,24 +115,23 @@ class Optimizer:
 
     @staticmethod
     def _compiled(loop, arrays: tuple, numbers: tuple) -> bool:
-        """Run ``loop``, this optimizer's update one element at a time, compiled (``engines/compiled.py``), on
-        ``arrays``, with ``numbers`` (settings and flags) in one small array of their dtype: each
-        rounded as NumPy rounds a Python number it meets in an operation of that dtype. False when
-        it cannot run: the caller then makes the NumPy passes."""
+        """Run ``loop``, this optimizer's update one element at a time, compiled
+        (``engines/compiled.py``), on ``arrays``, with ``numbers`` (settings and flags) in one
+        small array of their dtype: each rounded as NumPy rounds a Python number it meets in an
+        operation of that dtype. False when it cannot run: the caller then makes the NumPy
+        passes."""
         fast = compiled.kernel(loop)
         if fast is None or not compiled.fits(*arrays):
             return False
-        fast(*arrays, np.array(numbers, arrays[0].dtype))
-        return True
+        return compiled.call(fast, *arrays, np.array(numbers, arrays[0].dtype))
 
     def prepare(self, dtype) -> None:
         """Make the compiled update for ``dtype`` now (numba compiles on the first call, or loads
-        it from its cache), so that no training step pays for it."""
+        it from its cache), on one-element vectors, so that no training step pays for it."""
         dt = np.dtype(dtype)
         if compiled.enabled() and dt in compiled.FLOATS:
-            p = np.zeros(1, dt)
-            self.apply_(1, p, np.zeros(1, dt), {s: np.zeros(1, dt) for s in self.slot_names}, np.zeros(1, dt),
-                        lr=0.0)
+            one = lambda: np.zeros(1, dt)  # noqa: E731
+            self.apply_(1, one(), one(), {s: one() for s in self.slot_names}, one(), lr=0.0)
 
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
         zeros = {k: np.zeros_like(np.asarray(v)) for k, v in params.items()}

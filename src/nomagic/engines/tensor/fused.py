@@ -829,22 +829,27 @@ class _DenseStep:
     def _bind_loops(self, dt) -> None:
         """The compiled loops (``engines/compiled.py``) this step can use, when numba is installed:
         each relu layer's (``_bias_relu_loop``, ``_relu_grad_loop``) and softmax's
-        (``_softmax_loops``); None where the NumPy calls run. Compiled here, on tiny arrays, so
-        that no step pays for it."""
+        (``_softmax_loops``); None where the NumPy calls run. Each is compiled here, on this
+        step's own arrays (scratch at this point), so that no step pays for it."""
         bias_relu, relu_grad = compiled.kernel(_bias_relu_loop), compiled.kernel(_relu_grad_loop)
         ok = bias_relu is not None and np.dtype(dt) in compiled.FLOATS
+        relu = [ok and L["act"] == "relu" for L in self.layers]
+        for L, on in zip(self.layers, relu):
+            if on:
+                with_bias = L["b"] is not None and L["b"].ndim == 1
+                ok = ok and (not with_bias or compiled.call(bias_relu, L["z"], L["b"])) \
+                    and compiled.call(relu_grad, L["d"], L["a"])
         self.softmax_loops = None
-        if ok:
-            one = np.zeros((1, 1), dt)
-            bias_relu(one, one[0])
-            relu_grad(one, one.T)
         if ok and self.ce and self.e.shape[1] > 1:  # one sample: NumPy sums its one column pairwise
-            self.softmax_loops = tuple(compiled.kernel(f) for f in _softmax_loops)
-            self._softmax_ce(np.zeros_like(self.e), np.zeros(self.e.shape[::-1], dt), np.zeros_like(self.e))
-        for L in self.layers:
-            relu = ok and L["act"] == "relu"
-            L["bias_relu"] = bias_relu if relu and L["b"] is not None and L["b"].ndim == 1 else None
-            L["relu_grad"] = relu_grad if relu else None
+            loops = tuple(compiled.kernel(f) for f in _softmax_loops)
+            self.softmax_loops = loops
+            args = np.zeros_like(self.e), np.zeros(self.e.shape[::-1], self.e.dtype), np.zeros_like(self.e)
+            if not compiled.call(self._softmax_ce, *args):
+                self.softmax_loops, ok = None, False
+        for L, on in zip(self.layers, relu):
+            on = ok and on
+            L["bias_relu"] = bias_relu if on and L["b"] is not None and L["b"].ndim == 1 else None
+            L["relu_grad"] = relu_grad if on else None
 
     def _forward_loss(self, X: np.ndarray, Y: np.ndarray, ready=None) -> float:
         """The forward pass and the loss; leaves the top layer's delta in its ``d``. ``ready(k)``,
