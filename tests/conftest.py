@@ -15,6 +15,20 @@ import nomagic as nm
 
 
 @pytest.fixture
+def use_compiled(monkeypatch):
+    """``use_compiled(on)``: the compiled loops (``engines/compiled.py``) on or off for the rest of
+    the test, as ``NOMAGIC_NUMBA`` turns them; read afresh after the test."""
+    from nomagic.engines import compiled
+
+    def use(on: bool) -> None:
+        monkeypatch.setenv("NOMAGIC_NUMBA", "1" if on else "0")
+        compiled.reset()
+    yield use
+    monkeypatch.delenv("NOMAGIC_NUMBA", raising=False)
+    compiled.reset()
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh, seeded generator per test: tests stay independent and reproducible."""
     return np.random.default_rng(12345)

@@ -35,17 +35,6 @@ OPTIMIZERS = {
 }
 
 
-@pytest.fixture
-def numpy_only(monkeypatch):
-    """Turn the compiled loops off (as ``NOMAGIC_NUMBA=0`` does) for the test; back on after."""
-    def use(on: bool) -> None:
-        monkeypatch.setenv("NOMAGIC_NUMBA", "1" if on else "0")
-        compiled.reset()
-    yield use
-    monkeypatch.delenv("NOMAGIC_NUMBA", raising=False)
-    compiled.reset()
-
-
 def _spread(r: np.random.Generator, n: int, dt) -> np.ndarray:
     """Values over twenty orders of magnitude, both signs, with exact zeros among them."""
     x = r.standard_normal(n) * 10.0 ** r.integers(-12, 8, n)
@@ -65,11 +54,11 @@ def _run(make, dt, steps: int = 60, n: int = 3001):
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(OPTIMIZERS))
-def test_compiled_loop_gives_the_numpy_passes_bit_for_bit(case, dt, numpy_only):
-    numpy_only(True)
+def test_compiled_loop_gives_the_numpy_passes_bit_for_bit(case, dt, use_compiled):
+    use_compiled(True)
     assert compiled.enabled()
     p1, s1 = _run(OPTIMIZERS[case], dt)
-    numpy_only(False)
+    use_compiled(False)
     assert not compiled.enabled()
     p2, s2 = _run(OPTIMIZERS[case], dt)
     assert p1.dtype == p2.dtype == np.dtype(dt)
@@ -79,7 +68,7 @@ def test_compiled_loop_gives_the_numpy_passes_bit_for_bit(case, dt, numpy_only):
     assert np.isfinite(p1).all()
 
 
-def test_the_loop_is_what_runs_when_numba_is_on(monkeypatch, numpy_only):
+def test_the_loop_is_what_runs_when_numba_is_on(monkeypatch, use_compiled):
     """With numba on, Adam's update is one call of its compiled loop; with it off, none."""
     calls = []
     real = compiled.kernel
@@ -98,18 +87,18 @@ def test_the_loop_is_what_runs_when_numba_is_on(monkeypatch, numpy_only):
     opt = nm.adam(1e-3)
     p, g = np.ones(10), np.full(10, 0.5)
     slots = {s: np.zeros(10) for s in opt.slot_names}
-    numpy_only(True)
+    use_compiled(True)
     opt.apply_(1, p, g, slots, np.empty(10))
     assert calls == ["_adam_loop"]
-    numpy_only(False)
+    use_compiled(False)
     opt.apply_(2, p, g, slots, np.empty(10))
     assert calls == ["_adam_loop"]
 
 
 @pytest.mark.parametrize("case", ["adam-l2", "sgd-nesterov-l2", "rmsprop-all"])
-def test_vectors_the_loop_cannot_take_get_the_numpy_passes(case, numpy_only):
+def test_vectors_the_loop_cannot_take_get_the_numpy_passes(case, use_compiled):
     """A strided view, a float16 vector, mixed dtypes: NumPy runs them, with the same numbers."""
-    numpy_only(True)
+    use_compiled(True)
     want, _ = _run(OPTIMIZERS[case], np.float64, steps=5, n=50)
     opt = OPTIMIZERS[case]()
     r = np.random.default_rng(7)
@@ -130,8 +119,8 @@ def test_vectors_the_loop_cannot_take_get_the_numpy_passes(case, numpy_only):
     assert compiled.fits(np.zeros(4, np.float32), np.ones(4, np.float32))
 
 
-def test_pure_step_leaves_its_inputs_alone_on_the_compiled_path(numpy_only):
-    numpy_only(True)
+def test_pure_step_leaves_its_inputs_alone_on_the_compiled_path(use_compiled):
+    use_compiled(True)
     opt = nm.adamw(1e-2, weight_decay=0.1)
     params = {"w": np.arange(6.0).reshape(2, 3), "b": np.ones(3)}
     grads = {"w": np.full((2, 3), 0.25), "b": np.full(3, -1.0)}
@@ -151,7 +140,7 @@ def test_pure_step_leaves_its_inputs_alone_on_the_compiled_path(numpy_only):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [16, 80])  # the dense step's small-batch layout, and the other
 @pytest.mark.parametrize("top_bias", [True, False])
-def test_fit_gives_the_same_params_with_and_without_numba(dtype, batch, top_bias, make, numpy_only):
+def test_fit_gives_the_same_params_with_and_without_numba(dtype, batch, top_bias, make, use_compiled):
     """A relu MLP trained by nm.fit (tensor engine, its dense step): bit-identical params and
     optimizer slots whether the relu, the softmax and the updates ran compiled or as NumPy calls."""
     r = np.random.default_rng(0)
@@ -161,7 +150,7 @@ def test_fit_gives_the_same_params_with_and_without_numba(dtype, batch, top_bias
         | nm.dense(3, activation="softmax", bias=top_bias)
     models = []
     for on in (True, False):
-        numpy_only(on)
+        use_compiled(on)
         models.append(nm.fit(net, X, y, loss="cross_entropy", optimizer=make(), epochs=3, batch_size=batch,
                              seed=1, dtype=dtype, verbose=False))
     a, b = models
@@ -269,7 +258,7 @@ def test_relu_grad_loop_is_the_masked_product_bit_for_bit(dt, transposed):
     assert np.signbit(got[(a <= 0) & (d < 0)]).all()  # −0 where d < 0 is cut, as d·0 gives
 
 
-def test_dense_step_binds_the_relu_loops_only_where_they_apply(numpy_only):
+def test_dense_step_binds_the_relu_loops_only_where_they_apply(use_compiled):
     """relu layers with a bias get both loops; a tanh layer neither; with numba off, none."""
     from nomagic.engines.tensor.engine import Trainer
     from nomagic.model.losses import get_loss
@@ -278,7 +267,7 @@ def test_dense_step_binds_the_relu_loops_only_where_they_apply(numpy_only):
         | nm.dense(5, activation="relu", bias=False) | nm.dense(2, activation="softmax")
     X, Y = np.random.default_rng(0).standard_normal((10, 4)), np.eye(2)[np.arange(10) % 2]
     for on in (True, False):
-        numpy_only(on)
+        use_compiled(on)
         params = net.init(seed=0)
         tr = Trainer(net, params, nm.adam(), nm.adam().init(params), get_loss("cross_entropy"))
         tr.train_batch(X, Y)
@@ -303,10 +292,10 @@ def _dense_step(net, rows: int, dtype):
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 32, 128])
 @pytest.mark.parametrize("targets", ["one-hot", "soft"])
-def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, numpy_only):
+def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, use_compiled):
     """The dense step's softmax with cross-entropy: the loss, the gradient (softmax − y)/n and the
     log-sum-exp, from logits over many orders of magnitude (a NaN among them in one column)."""
-    numpy_only(True)
+    use_compiled(True)
     net = nm.inputs(4) | nm.dense(8, activation="relu") | nm.dense(10, activation="softmax")
     tr, step = _dense_step(net, rows, dt)
     if rows == 1:  # a lone column is contiguous: NumPy sums it pairwise, so the loops stay out
@@ -344,16 +333,16 @@ def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, numpy
     tr.close()
 
 
-def test_a_loop_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch, numpy_only):
+def test_a_loop_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch, use_compiled):
     """numba failing to compile a loop (here: every loop raises at its first call, as a typing
     error would) turns the compiled loops off with a warning; training runs its NumPy calls and
     gives their numbers."""
     r = np.random.default_rng(0)
     X, y = r.standard_normal((64, 8)), r.integers(0, 3, 64)
     net = nm.inputs(8) | nm.dense(16, activation="relu") | nm.dense(3, activation="softmax")
-    numpy_only(False)
+    use_compiled(False)
     want = nm.fit(net, X, y, loss="cross_entropy", epochs=2, batch_size=16, verbose=False)
-    numpy_only(True)
+    use_compiled(True)
 
     def broken(loop):
         def fail(*args):
@@ -373,6 +362,14 @@ def test_a_loop_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypa
     params, grads = {"w": np.ones(3)}, {"w": np.full(3, 0.5)}
     with pytest.warns(RuntimeWarning, match="_adam_loop"):
         _, new = opt.step(opt.init(params), params, grads)
-    numpy_only(False)
+    use_compiled(False)
     _, ref = opt.step(opt.init(params), params, grads)
     np.testing.assert_array_equal(new["w"], ref["w"])
+
+
+def test_prepare_takes_a_dtype_and_says_so_otherwise():
+    opt = nm.adam(1e-3)
+    with pytest.raises(nm.NomagicError, match="dtype must be a NumPy dtype"):
+        opt.prepare("not a dtype")
+    opt.prepare("int64")  # no loop for integers: nothing to make, nothing raised
+    opt.prepare(np.float32)

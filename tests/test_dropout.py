@@ -194,15 +194,22 @@ def test_gradient_matches_finite_differences_with_a_fixed_mask():
         assert max_diff(grads, numeric) < 1e-7, opts
 
 
+def _fit_on_every_engine(net, X, Y, kw: dict):
+    """nm.fit on the tensor engine (fused and generic) and on processes: all the same params.
+    Returns the fused tensor run and the processes run."""
+    ref = nm.fit(net, X, Y, **kw)
+    generic = nm.fit(net, X, Y, fused=False, **kw)
+    procs = nm.fit(net, X, Y, engine="processes", **kw)
+    assert max_diff(generic.params, ref.params) <= TOL
+    assert max_diff(procs.params, ref.params) <= TOL
+    return ref, procs
+
+
 def test_engines_train_dense_nets_to_the_same_params():
     net = dense_net()
     X, y = dense_data()
     kw = {**FIT, "epochs": 3, "loss": "cross_entropy"}
-    ref = nm.fit(net, X, y, **kw)
-    generic = nm.fit(net, X, y, fused=False, **kw)
-    procs = nm.fit(net, X, y, engine="processes", **kw)
-    assert max_diff(generic.params, ref.params) <= TOL
-    assert max_diff(procs.params, ref.params) <= TOL
+    ref, procs = _fit_on_every_engine(net, X, y, kw)
     for a, b in zip(procs.history, ref.history):
         assert abs(a["loss"] - b["loss"]) <= TOL and a["accuracy"] == b["accuracy"]
     # dropout changed the training: not the params of the same net without it, nor of another seed
@@ -216,11 +223,7 @@ def test_engines_train_a_recurrent_net_to_the_same_params():
     net = recurrent_net()
     X, Y = recurrent_data()
     kw = {**FIT, "epochs": 2, "loss": "mse"}
-    ref = nm.fit(net, X, Y, **kw)
-    generic = nm.fit(net, X, Y, fused=False, **kw)
-    procs = nm.fit(net, X, Y, engine="processes", **kw)
-    assert max_diff(generic.params, ref.params) <= TOL
-    assert max_diff(procs.params, ref.params) <= TOL
+    ref, _ = _fit_on_every_engine(net, X, Y, kw)
     assert max_diff(ref.params, net.init(seed=3, dtype="float64")) > 1e-4  # it trained
 
 

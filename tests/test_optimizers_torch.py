@@ -39,18 +39,13 @@ def _grads(seed: int = 1, steps: int = STEPS) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.fixture(params=["compiled", "numpy"])
-def updates(request, monkeypatch):
+def updates(request, use_compiled):
     """Run the test with the optimizers' compiled loops (engines/compiled.py, when numba is
     installed) and with the NumPy passes."""
-    from nomagic.engines import compiled
-
     if request.param == "compiled":
         pytest.importorskip("numba")
-    monkeypatch.setenv("NOMAGIC_NUMBA", "1" if request.param == "compiled" else "0")
-    compiled.reset()
-    yield request.param
-    monkeypatch.delenv("NOMAGIC_NUMBA")
-    compiled.reset()
+    use_compiled(request.param == "compiled")
+    return request.param
 
 
 def cosine_lambda(lr: float, total: int, warmup: int, min_lr: float):

@@ -128,7 +128,10 @@ class Optimizer:
     def prepare(self, dtype) -> None:
         """Make the compiled update for ``dtype`` now (numba compiles on the first call, or loads
         it from its cache), on one-element vectors, so that no training step pays for it."""
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise InvalidInputError(f"dtype must be a NumPy dtype such as 'float32', got {dtype!r}") from None
         if compiled.enabled() and dt in compiled.FLOATS:
             one = lambda: np.zeros(1, dt)  # noqa: E731
             self.apply_(1, one(), one(), {s: one() for s in self.slot_names}, one(), lr=0.0)

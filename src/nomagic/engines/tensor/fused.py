@@ -834,9 +834,9 @@ class _DenseStep:
         bias_relu, relu_grad = compiled.kernel(_bias_relu_loop), compiled.kernel(_relu_grad_loop)
         ok = bias_relu is not None and np.dtype(dt) in compiled.FLOATS
         relu = [ok and L["act"] == "relu" for L in self.layers]
-        for L, on in zip(self.layers, relu):
+        biased = [L["b"] is not None and L["b"].ndim == 1 for L in self.layers]  # a hidden layer's bias
+        for L, on, with_bias in zip(self.layers, relu, biased):
             if on:
-                with_bias = L["b"] is not None and L["b"].ndim == 1
                 ok = ok and (not with_bias or compiled.call(bias_relu, L["z"], L["b"])) \
                     and compiled.call(relu_grad, L["d"], L["a"])
         self.softmax_loops = None
@@ -846,10 +846,9 @@ class _DenseStep:
             args = np.zeros_like(self.e), np.zeros(self.e.shape[::-1], self.e.dtype), np.zeros_like(self.e)
             if not compiled.call(self._softmax_ce, *args):
                 self.softmax_loops, ok = None, False
-        for L, on in zip(self.layers, relu):
-            on = ok and on
-            L["bias_relu"] = bias_relu if on and L["b"] is not None and L["b"].ndim == 1 else None
-            L["relu_grad"] = relu_grad if on else None
+        for L, on, with_bias in zip(self.layers, relu, biased):
+            L["bias_relu"] = bias_relu if ok and on and with_bias else None
+            L["relu_grad"] = relu_grad if ok and on else None
 
     def _forward_loss(self, X: np.ndarray, Y: np.ndarray, ready=None) -> float:
         """The forward pass and the loss; leaves the top layer's delta in its ``d``. ``ready(k)``,
@@ -984,8 +983,8 @@ class _DenseStep:
             np.log(s, out=s)
             per_sample(zT, s, m, Y, ll)
             return float(-ll.sum() / n)
-        if self.top_bias.shape[0]:
-            np.add(zT, self.top_bias[:, None], out=zT)
+        if self.bias_in_softmax is not None:
+            np.add(zT, self.bias_in_softmax["b"], out=zT)
         np.maximum.reduce(zT, axis=0, keepdims=True, out=m)  # log Σ e^z = m + log Σ e^(z−m), m = max z
         np.subtract(zT, m, out=e)
         np.exp(e, out=e)
