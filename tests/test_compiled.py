@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import dense_step
 
 import nomagic as nm
 from nomagic.engines import compiled
@@ -73,8 +74,8 @@ def test_the_loop_is_what_runs_when_numba_is_on(monkeypatch, use_compiled):
     calls = []
     real = compiled.kernel
 
-    def spy(loop):
-        fast = real(loop)
+    def spy(loop, uses=()):
+        fast = real(loop, uses)
         if fast is None:
             return None
 
@@ -277,18 +278,6 @@ def test_dense_step_binds_the_relu_loops_only_where_they_apply(use_compiled):
         tr.close()
 
 
-def _dense_step(net, rows: int, dtype):
-    from nomagic.engines.tensor.engine import Trainer
-    from nomagic.model.losses import get_loss
-
-    params = {k: v.astype(dtype) for k, v in net.init(seed=0).items()}
-    tr = Trainer(net, params, nm.adam(), nm.adam().init(params), get_loss("cross_entropy"))
-    X = np.random.default_rng(0).standard_normal((rows, 4)).astype(dtype)
-    tr.train_batch(X, np.eye(10, dtype=dtype)[np.arange(rows) % 10])
-    step = next(v for k, v in tr.ws.arrays.items() if isinstance(k, tuple) and k[0] == "dense step")
-    return tr, step
-
-
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 32, 128])
 @pytest.mark.parametrize("targets", ["one-hot", "soft"])
@@ -297,7 +286,7 @@ def test_softmax_loops_give_the_numpy_calls_bit_for_bit(dt, rows, targets, use_c
     log-sum-exp, from logits over many orders of magnitude (a NaN among them in one column)."""
     use_compiled(True)
     net = nm.inputs(4) | nm.dense(8, activation="relu") | nm.dense(10, activation="softmax")
-    tr, step = _dense_step(net, rows, dt)
+    tr, step = dense_step(net, rows, dt)
     if rows == 1:  # a lone column is contiguous: NumPy sums it pairwise, so the loops stay out
         assert step.softmax_loops is None
         tr.close()
@@ -350,7 +339,7 @@ def test_a_loop_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypa
         fail.__name__ = loop.__name__
         return fail
 
-    monkeypatch.setattr(compiled, "kernel", lambda loop: broken(loop) if compiled.enabled() else None)
+    monkeypatch.setattr(compiled, "kernel", lambda loop, uses=(): broken(loop) if compiled.enabled() else None)
     with pytest.warns(RuntimeWarning, match="numba could not compile .*NumPy calls instead"):
         got = nm.fit(net, X, y, loss="cross_entropy", epochs=2, batch_size=16, verbose=False)
     assert not compiled.enabled()

@@ -637,8 +637,8 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
         if compiled_loops:
             rows.append(_row(label, what, counts, ours_rate, numpy_row, rate(times["ours, numpy"]), "samples/s",
                              None, note="the same nm.fit with NOMAGIC_NUMBA=0; the other rows of ours run Adam's "
-                                        "update, relu and softmax as loops compiled by numba (engines/compiled.py), "
-                                        "with the same numbers"))
+                                        "update and the whole dense step, its BLAS calls included, as loops "
+                                        "compiled by numba (engines/compiled.py), with the same numbers"))
         else:
             rows.append(_row(label, what, counts, ours_rate, numpy_row, None, "samples/s", None,
                              note="numba is not installed or NOMAGIC_NUMBA=0: every row of ours is without it"))

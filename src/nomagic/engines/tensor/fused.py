@@ -9,7 +9,9 @@ module computes the same numbers with far fewer NumPy calls:
   backward pass writes the weight gradient straight into the caller's buffer, and skips the
   input's gradient for the first layer; a chain of dense layers alone trains through a
   ``_DenseStep``, which binds every array once per batch size and picks each product's layout
-  for OpenBLAS's fast kernels (feature-major deltas on small batches);
+  for OpenBLAS's fast kernels (feature-major deltas on small batches); with numba, a relu MLP
+  under softmax with cross-entropy runs its whole step in two compiled loops that make the same
+  BLAS calls (``_forward_loop``, ``_backward_loop``; ``engines/compiled.py``);
 * an Elman layer projects the input of *all* time steps with one matrix product, then each step
   costs one (batch, H) × (H, H) product and the activation;
 * an LSTM or GRU layer keeps its gates side by side in one matrix M = [U | W | b]ᵀ, and runs its
@@ -61,6 +63,7 @@ from ...model.graph import Network
 from ...model.losses import _ce_logits
 from .. import compiled
 from ..cache import PlanCache
+from ..compiled import blas_products
 from ..objective import horizon, uses_logits
 from . import blas as _blas
 
@@ -771,7 +774,11 @@ class _DenseStep:
     is W·d: batch-major it is d·Wᵀ, and OpenBLAS's kernel for a transposed right operand takes up
     to twice as long on small matrices (measured, OpenBLAS 0.3.31, a batch of 32 through 128 units:
     19 µs against 10). From 64 rows on every layout runs alike and the transposed reads of the
-    activations cost more, so the hidden layers of larger batches stay batch-major."""
+    activations cost more, so the hidden layers of larger batches stay batch-major.
+
+    Two ways to run. ``_run_numpy`` makes the NumPy calls (and the compiled element-wise loops,
+    when numba is on); ``_run_compiled`` runs the same step in two compiled loops that also make
+    its BLAS calls (``_bind_tape`` says where). ``run`` picks one per batch."""
 
     FM_ROWS = 64
 
@@ -816,6 +823,7 @@ class _DenseStep:
         self.ones[...] = 1
         for k in range(1, len(self.layers)):  # their input is the layer below's output: bound once
             self.layers[k]["grads"] = self._grad_products(k, self.layers[k - 1]["z"])
+            self.layers[k]["below"] = self._delta_product(k)
         c = ops[-1].units
         top = self.layers[-1]
         # softmax with cross-entropy adds the top layer's bias itself (in its first loop, compiled)
@@ -825,6 +833,9 @@ class _DenseStep:
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
         self.n = np.array([rows], dt)  # the batch size, for the compiled softmax's division
         self._bind_loops(dt)
+        self.tape = None
+        if alloc is None:
+            self._bind_tape(dt, (rows, self.layers[0]["W"].shape[0]))
 
     def _bind_loops(self, dt) -> None:
         """The compiled loops (``engines/compiled.py``) this step can use, when numba is installed:
@@ -849,6 +860,60 @@ class _DenseStep:
         for L, on, with_bias in zip(self.layers, relu, biased):
             L["bias_relu"] = bias_relu if ok and on and with_bias else None
             L["relu_grad"] = relu_grad if ok and on else None
+
+    def _bind_tape(self, dt, x_shape: tuple) -> None:
+        """The whole step as two compiled loops (``_forward_loop``, ``_backward_loop``) that make
+        NumPy's BLAS calls themselves, when every hidden layer is relu under softmax with
+        cross-entropy, the softmax loops are on and NumPy's BLAS can be called
+        (``compiled.blas_ready``); ``self.tape`` stays None otherwise. The step checks once, here,
+        on made-up data, that both ways give the same bits, and keeps the NumPy calls if not."""
+        layers = self.layers
+        hidden = layers[:-1]
+        if self.softmax_loops is None or not hidden or any(L["act"] != "relu" for L in hidden) \
+                or not compiled.blas_ready():
+            return
+        x = np.zeros(x_shape, dt)  # stands for the batch, which the loops read at each call
+        products = [(x if k == 0 else layers[k - 1]["z"], L["W"], L["out"]) for k, L in enumerate(layers)]
+        spans = []
+        for k in range(len(layers) - 1, -1, -1):
+            first = len(products)
+            if k:
+                products += layers[k]["grads"] + [layers[k]["below"]]
+            else:
+                products += self._grad_products(0, x)
+            spans.append((first, len(products)))
+        rows = [compiled.blas_row(a, b, out, x) for a, b, out in products]
+        loops = [compiled.kernel(f, uses) for f, uses in _step_loops]
+        if any(r is None for r in rows) or None in loops:
+            return
+        empty = np.zeros(0, dt)
+        self.tape, self.spans = np.stack(rows), np.array(spans[::-1], np.int64)
+        self.x_shape = x_shape  # the batches the tape's rows were made for (row-major, this shape)
+        self.zs = tuple(L["z"] for L in hidden)
+        self.ds = tuple(L["d"] for L in hidden)
+        self.bs = tuple(_read_only(empty if L["b"] is None else L["b"]) for L in hidden)  # one type for all
+        self.hidden_fm = hidden[0]["fm"]  # the same for every hidden layer (the batch size decides)
+        self.step_loops = loops
+        if not self._tape_agrees(x):
+            self.tape = None
+
+    def _tape_agrees(self, x: np.ndarray) -> bool:
+        """One step on made-up data both ways (the NumPy calls, then the compiled loops): the same
+        loss and gradients, bit for bit. Leaves gradients in the caller's buffers, which the next
+        step overwrites."""
+        rng = np.random.default_rng(0)
+        x[...] = rng.standard_normal(x.shape)
+        Y = np.zeros((x.shape[0], self.e.shape[0]), x.dtype)
+        Y[np.arange(x.shape[0]), rng.integers(0, Y.shape[1], x.shape[0])] = 1
+        grads = [g for L in self.layers for g in (L["gW"], L["gb"]) if g is not None]
+        want = self._run_numpy(x, Y), [g.copy() for g in grads]
+        for g in grads:
+            g[...] = np.nan
+        if not compiled.call(self._run_compiled, x, Y):
+            return False
+        got = self._run_compiled(x, Y), grads
+        return np.float64(want[0]).tobytes() == np.float64(got[0]).tobytes() and \
+            all(a.tobytes() == b.tobytes() for a, b in zip(want[1], got[1]))
 
     def _forward_loss(self, X: np.ndarray, Y: np.ndarray, ready=None) -> float:
         """The forward pass and the loss; leaves the top layer's delta in its ``d``. ``ready(k)``,
@@ -912,18 +977,39 @@ class _DenseStep:
         for a, b, out in bias:
             np.matmul(a, b, out=out)
 
-    def _delta_below(self, k: int) -> None:
-        """The delta of layer k − 1's output, from layer k's delta (reads layer k's weights)."""
-        mm, L, below = self.ws.matmul, self.layers[k], self.layers[k - 1]
+    def _delta_product(self, k: int) -> tuple:
+        """The delta of layer k − 1's output from layer k's delta (reads layer k's weights), as an
+        (a, b, out) product."""
+        L, below = self.layers[k], self.layers[k - 1]
         d, fm = L["d"], L["fm"]
         if below["fm"]:
-            mm(L["W"], d, below["d"])
-        elif fm:
-            mm(d.T, L["W"].T, below["d"])
-        else:
-            mm(d, L["W"].T, below["d"])
+            return L["W"], d, below["d"]
+        if fm:
+            return d.T, L["W"].T, below["d"]
+        return d, L["W"].T, below["d"]
+
+    def _delta_below(self, k: int) -> None:
+        self.ws.matmul(*self.layers[k]["below"])
 
     def run(self, X: np.ndarray, Y: np.ndarray) -> float:
+        if self.tape is not None and X.shape == self.x_shape and X.flags.c_contiguous and self.ws.team is None:
+            return self._run_compiled(X, Y)
+        return self._run_numpy(X, Y)
+
+    def _run_compiled(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """``_run_numpy``'s calls in two compiled loops, NumPy's exp and log between them."""
+        top = self.layers[-1]
+        zT, dT, m, s, e, ll = top["z"], top["d"], self.m, self.s, self.e, self.l
+        forward, backward = self.step_loops
+        forward(self.tape, X, self.zs, self.bs, zT, self.top_bias, m, e)
+        np.exp(e, out=e)
+        backward(self.tape, self.spans, X, self.zs, self.ds, self.hidden_fm, e, s, Y, dT, self.n)
+        np.log(s, out=s)
+        self.softmax_loops[2](zT, s, m, Y, ll)
+        self.ws.out = (top["out"], self.fused)
+        return float(-ll.sum() / zT.shape[1])
+
+    def _run_numpy(self, X: np.ndarray, Y: np.ndarray) -> float:
         value = self._forward_loss(X, Y)
         layers = self.layers
         for k in range(len(layers) - 1, -1, -1):
@@ -1007,7 +1093,13 @@ class _DenseStep:
 # v for v > 0, +0 for v ≤ 0 and NaN for NaN; d·(a > 0) is d, or d·0 (±0, NaN for ±inf and NaN).
 
 
-def _bias_relu_loop(z, b):  # z ← max(z + b, 0); z: (batch, units), b: (units,)
+def _bias_relu_loop(z, b):  # z ← max(z + b, 0); z: (batch, units), b: (units,), or empty: no bias
+    if b.shape[0] == 0:
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                v = z[i, j]
+                z[i, j] = v if v > 0 or v != v else 0.0
+        return
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
             v = z[i, j] + b[j]
@@ -1063,6 +1155,46 @@ def _softmax_per_sample(z, s, m, Y, ll):  # s ← log Σ e + m; l ← Σ y·(z �
 
 
 _softmax_loops = (_softmax_shift, _softmax_grad, _softmax_per_sample)
+
+
+# -- a whole step in two compiled loops -------------------------------------------------------------
+#
+# ``_DenseStep.run`` for relu hidden layers under softmax with cross-entropy: the same calls, in
+# the same order, from inside compiled code. The products are the BLAS calls np.matmul would make
+# (a tape of ``compiled.blas_row``s: one per layer forward, then each layer's gradient products
+# and the delta below, from the top); NumPy's exp runs between the two loops, its log after them.
+# zs, ds, bs: the hidden layers' outputs (batch, units), deltas, and biases (empty: none).
+
+
+def _forward_loop(tape, x, zs, bs, zT, top_b, m, e):  # the forward pass, up to softmax's exp
+    for k in range(len(zs)):
+        blas_products(tape, k, k + 1, x)
+        _bias_relu_loop(zs[k], bs[k])
+    blas_products(tape, len(zs), len(zs) + 1, x)
+    _softmax_shift(zT, top_b, m, e)
+
+
+def _backward_loop(tape, spans, x, zs, ds, feature_major, e, s, Y, dT, n):  # softmax's grad, backward
+    _softmax_grad(e, s, Y, dT, n)
+    for k in range(len(zs), -1, -1):
+        if k < len(zs):
+            if feature_major:  # ds[k]: (units, batch)
+                _relu_grad_loop(ds[k], zs[k].T)
+            else:
+                _relu_grad_loop(ds[k], zs[k])
+        blas_products(tape, spans[k, 0], spans[k, 1], x)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: the loops read the biases through it, whether ``a`` is writeable
+    or not, and numba sees one type for all of them."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+_step_loops = ((_forward_loop, (blas_products, _bias_relu_loop, _softmax_shift)),
+               (_backward_loop, (blas_products, _relu_grad_loop, _softmax_grad)))
 
 
 def _compile(net: Network) -> Chain | None:
