@@ -110,6 +110,7 @@ def test_the_batch_is_read_at_each_call(blas, transposed):
         row = compiled.blas_row(a, W, out, x)
         blas(row[None, :], 0, 1, batch)
         assert _bits(out) == _bits(np.matmul(batch.T if transposed else batch, W))
+    assert compiled.blas_row(x[1:], np.ones((8, 4)), np.empty((15, 4)), x) is None  # a view of x that starts later
 
 
 def test_products_numpy_makes_otherwise_are_refused():

@@ -139,7 +139,6 @@ _sgemm = _dgemm = _sgemv = _dgemv = None  # numba's handles on them, once ``blas
 def blas_ready() -> bool:
     """Whether compiled loops can call NumPy's BLAS (compiled loops on, and NumPy built on
     scipy-openblas with 64-bit integers); registers its gemm and gemv with numba the first time."""
-    global _sgemm, _dgemm, _sgemv, _dgemv
     if not (_state["on"] or enabled()):
         return False
     if "blas" not in _state:
@@ -209,7 +208,7 @@ def blas_row(a: np.ndarray, b: np.ndarray, out: np.ndarray, x: np.ndarray | None
 
     def address(v: np.ndarray) -> int:
         if x is not None and (v is x or v.base is x):
-            return 0
+            return 0 if v.ctypes.data == x.ctypes.data else -1  # x itself or x.T; -1: another view of x
         return v.ctypes.data
 
     row = np.zeros(14, np.int64)
@@ -224,6 +223,8 @@ def blas_row(a: np.ndarray, b: np.ndarray, out: np.ndarray, x: np.ndarray | None
                 and (_blasable(som, sop, p, size) or _blasable(sop, som, m, size))):
             return None  # NumPy copies such an operand first
         pa, pb = address(a), address(b)
+        if -1 in (pa, pb):
+            return None
         if abs(som) < abs(sop):  # out is column-major: b.T @ a.T into out.T
             pa, pb, (s1m, s1n), (s2n, s2p), (som, sop), m, p = pb, pa, (s2p, s2n), (s1n, s1m), (sop, som), p, m
         if _blasable(s1m, s1n, n, size):
@@ -254,7 +255,7 @@ def blas_row(a: np.ndarray, b: np.ndarray, out: np.ndarray, x: np.ndarray | None
         order, lda = _ROW_MAJOR, s1n // size
     else:
         return None
-    if out.strides[0] != size:
+    if out.strides[0] != size or -1 in (address(mat), address(vec)):
         return None
     row[:13] = (GEMV, order, _TRANS, 0, n, m, 0, address(mat), lda, address(vec), 1, out.ctypes.data, 1)
     return row
