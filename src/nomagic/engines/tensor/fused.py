@@ -909,9 +909,9 @@ class _DenseStep:
         want = self._run_numpy(x, Y), [g.copy() for g in grads]
         for g in grads:
             g[...] = np.nan
-        if not compiled.call(self._run_compiled, x, Y):
+        if not compiled.call(self._run_compiled, x, Y):  # compiles the loops, or turns them off
             return False
-        got = self._run_compiled(x, Y), grads
+        got = self._run_compiled(x, Y), grads  # and once more for the loss it returns
         return np.float64(want[0]).tobytes() == np.float64(got[0]).tobytes() and \
             all(a.tobytes() == b.tobytes() for a, b in zip(want[1], got[1]))
 
