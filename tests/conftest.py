@@ -28,8 +28,8 @@ def use_compiled(monkeypatch):
     compiled.reset()
 
 
-def dense_step(net, rows: int, dtype):
-    """A tensor-engine Trainer of ``net`` (Adam, cross-entropy) after one step on a batch of
+def dense_step(net, rows: int, dtype, steps: int = 1):
+    """A tensor-engine Trainer of ``net`` (Adam, cross-entropy) after ``steps`` steps on a batch of
     ``rows``, and the dense step it made for that batch size (``tensor/fused.py``)."""
     import nomagic as nm
     from nomagic.engines.tensor.engine import Trainer
@@ -38,7 +38,8 @@ def dense_step(net, rows: int, dtype):
     params = {k: v.astype(dtype) for k, v in net.init(seed=0).items()}
     tr = Trainer(net, params, nm.adam(), nm.adam().init(params), get_loss("cross_entropy"))
     X = np.random.default_rng(0).standard_normal((rows, net.n_inputs)).astype(dtype)
-    tr.train_batch(X, np.eye(net.n_outputs, dtype=dtype)[np.arange(rows) % net.n_outputs])
+    for _ in range(steps):
+        tr.train_batch(X, np.eye(net.n_outputs, dtype=dtype)[np.arange(rows) % net.n_outputs])
     step = next(v for k, v in tr.ws.arrays.items() if isinstance(k, tuple) and k[0] == "dense step")
     return tr, step
 

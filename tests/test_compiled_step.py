@@ -168,7 +168,7 @@ NETS = {
 @pytest.mark.parametrize("name", list(NETS))
 def test_the_compiled_step_gives_the_numpy_calls_numbers_bit_for_bit(blas, dt, rows, name):
     net = NETS[name]()
-    tr, step = dense_step(net, rows, dt)
+    tr, step = dense_step(net, rows, dt, steps=2)
     assert step.tape is not None
     r = np.random.default_rng(rows)
     for _ in range(3):
@@ -184,28 +184,42 @@ def test_the_compiled_step_gives_the_numpy_calls_numbers_bit_for_bit(blas, dt, r
 
 
 def test_read_only_params_take_the_compiled_step_and_give_the_numpy_numbers(blas, use_compiled, recwarn):
-    """``net.loss_and_grad`` on read-only params (as ``nm.Params`` holds them): the step binds its
-    loops without a warning, and the loss and gradients are the NumPy calls' to the bit."""
+    """A chain's step run twice in one workspace on read-only params (as ``nm.Params`` holds them):
+    it binds its loops without a warning, and the loss and gradients are the NumPy calls' to the
+    bit."""
+    from nomagic.engines.tensor.fused import Workspace, chain_for
+    from nomagic.model.losses import get_loss
+
     net = NETS["deep"]()
     r = np.random.default_rng(3)
     params = nm.Params({k: v + 0.1 * r.standard_normal(v.shape) for k, v in net.init(seed=1, dtype="float64").items()})
     assert not any(v.flags.writeable for v in params.values())
     X, Y = r.standard_normal((12, 6)), np.eye(3)[r.integers(0, 3, 12)]
-    got = net.loss_and_grad(params, X, Y, loss="cross_entropy")
+    chain, loss = chain_for(net), get_loss("cross_entropy")
+
+    def twice():
+        ws, G = Workspace(), {k: np.zeros_like(v) for k, v in params.items()}
+        values = [chain.loss_and_grad(params, ws, X, Y, loss, G) for _ in range(2)]
+        step = next(v for k, v in ws.arrays.items() if isinstance(k, tuple) and k[0] == "dense step")
+        return values, G, step
+
+    got, got_G, step = twice()
+    assert step.tape is not None
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert compiled.enabled()
     use_compiled(False)
-    want = net.loss_and_grad(params, X, Y, loss="cross_entropy")
-    assert got[0] == want[0]
+    want, want_G, step = twice()
+    assert step.tape is None
+    assert got == want
     for k in params:
-        assert _bits(got[1][k]) == _bits(want[1][k])
+        assert _bits(got_G[k]) == _bits(want_G[k])
 
 
 def test_run_takes_the_compiled_loops_for_a_contiguous_batch_only(blas, monkeypatch):
     """A batch in column-major memory gets the NumPy calls (the rows were made for row-major
     batches) and the same numbers."""
     net = NETS["digits-like"]()
-    tr, step = dense_step(net, 8, np.float64)
+    tr, step = dense_step(net, 8, np.float64, steps=2)
     taken = []
     real = fused._DenseStep._run_compiled
     monkeypatch.setattr(fused._DenseStep, "_run_compiled", lambda self, X, Y: taken.append(1) or real(self, X, Y))
@@ -222,8 +236,9 @@ def test_run_takes_the_compiled_loops_for_a_contiguous_batch_only(blas, monkeypa
 
 
 def test_the_step_binds_its_compiled_loops_only_where_they_apply(blas, use_compiled):
-    """relu hidden layers under softmax with cross-entropy, more than one sample: the tape; a tanh
-    layer, a batch of one, a lone softmax layer, numba off: the NumPy calls."""
+    """relu hidden layers under softmax with cross-entropy, more than one sample, from the second
+    run: the tape; a tanh layer, a batch of one, a lone softmax layer, a first run, numba off: the
+    NumPy calls."""
     cases = {
         "relu": (NETS["digits-like"](), 8, True),
         "tanh": (nm.inputs(6) | nm.dense(8, activation="tanh") | nm.dense(10, activation="softmax"), 8, False),
@@ -231,11 +246,14 @@ def test_the_step_binds_its_compiled_loops_only_where_they_apply(blas, use_compi
         "softmax alone": (nm.inputs(6) | nm.dense(10, activation="softmax"), 8, False),
     }
     for why, (net, rows, want) in cases.items():
-        tr, step = dense_step(net, rows, np.float64)
+        tr, step = dense_step(net, rows, np.float64, steps=2)
         assert (step.tape is not None) == want, why
         tr.close()
+    tr, step = dense_step(NETS["digits-like"](), 8, np.float64, steps=1)
+    assert step.tape is None  # bound at the second run: a one-off call never pays for it
+    tr.close()
     use_compiled(False)
-    tr, step = dense_step(NETS["digits-like"](), 8, np.float64)
+    tr, step = dense_step(NETS["digits-like"](), 8, np.float64, steps=2)
     assert step.tape is None
     tr.close()
 
@@ -255,7 +273,7 @@ def test_a_step_whose_loops_disagree_keeps_the_numpy_calls(blas, monkeypatch):
     r = np.random.default_rng(2)
     X, y = r.standard_normal((40, 6)), r.integers(0, 10, 40)
     net = NETS["digits-like"]()
-    tr, step = dense_step(net, 8, np.float64)
+    tr, step = dense_step(net, 8, np.float64, steps=2)
     assert step.tape is None
     tr.close()
     got = nm.fit(net, X, y, loss="cross_entropy", epochs=2, batch_size=8, seed=0, verbose=False)
@@ -273,7 +291,7 @@ def test_another_blas_keeps_the_numpy_calls(monkeypatch, use_compiled):
     monkeypatch.setattr(np.__config__, "CONFIG", config)
     monkeypatch.delitem(compiled._state, "blas", raising=False)
     assert not compiled.blas_ready()
-    tr, step = dense_step(NETS["digits-like"](), 8, np.float64)
+    tr, step = dense_step(NETS["digits-like"](), 8, np.float64, steps=2)
     assert step.tape is None and step.softmax_loops is not None
     tr.close()
     monkeypatch.delitem(compiled._state, "blas", raising=False)

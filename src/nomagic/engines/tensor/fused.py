@@ -833,9 +833,9 @@ class _DenseStep:
         self.e, self.Yt = empty((c, rows), dt), empty((c, rows), dt)
         self.n = np.array([rows], dt)  # the batch size, for the compiled softmax's division
         self._bind_loops(dt)
-        self.tape = None
-        if alloc is None:
-            self._bind_tape(dt, (rows, self.layers[0]["W"].shape[0]))
+        # the compiled step is bound at the second run: a step made for one call (a functional
+        # loss_and_grad, with a workspace of its own) never pays for it; a partner's arena never does
+        self.tape, self.runs = None, 0 if alloc is None else 2
 
     def _bind_loops(self, dt) -> None:
         """The compiled loops (``engines/compiled.py``) this step can use, when numba is installed:
@@ -865,8 +865,9 @@ class _DenseStep:
         """The whole step as two compiled loops (``_forward_loop``, ``_backward_loop``) that make
         NumPy's BLAS calls themselves, when every hidden layer is relu under softmax with
         cross-entropy, the softmax loops are on and NumPy's BLAS can be called
-        (``compiled.blas_ready``); ``self.tape`` stays None otherwise. The step checks once, here,
-        on made-up data, that both ways give the same bits, and keeps the NumPy calls if not."""
+        (``compiled.blas_ready``); ``self.tape`` stays None otherwise. Called at the step's second
+        run. The step checks once, here, on made-up data, that both ways give the same bits, and
+        keeps the NumPy calls if not."""
         layers = self.layers
         hidden = layers[:-1]
         if self.softmax_loops is None or not hidden or any(L["act"] != "relu" for L in hidden) \
@@ -992,6 +993,9 @@ class _DenseStep:
         self.ws.matmul(*self.layers[k]["below"])
 
     def run(self, X: np.ndarray, Y: np.ndarray) -> float:
+        self.runs += 1
+        if self.runs == 2:
+            self._bind_tape(X.dtype, (self.e.shape[1], self.layers[0]["W"].shape[0]))
         if self.tape is not None and X.shape == self.x_shape and X.flags.c_contiguous and self.ws.team is None:
             return self._run_compiled(X, Y)
         return self._run_numpy(X, Y)
