@@ -468,7 +468,7 @@ def _jax_mlp_trainer(sizes: list[int], X: np.ndarray, y: np.ndarray, X_test: np.
 
 
 @contextlib.contextmanager
-def _numpy_updates():
+def _without_numba():
     """NumPy calls instead of the compiled loops of ``engines/compiled.py`` (``NOMAGIC_NUMBA=0``),
     for the row that shows nomagic without numba."""
     from nomagic.engines import compiled
@@ -506,7 +506,7 @@ def _update_row(net, repeats: int, updates: int = 2000) -> dict:
         return (time.perf_counter() - t0) / updates
 
     def numpy_run() -> float:
-        with _numpy_updates():
+        with _without_numba():
             return run()
 
     times = _interleaved({"compiled": run, "numpy": numpy_run}, repeats)
@@ -593,7 +593,7 @@ def bench_digits(quick: bool, info: dict) -> list[dict]:
             return dt * epochs / clf.n_iter_  # as if it had run every epoch
 
         def ours_numpy(f=ours) -> float:
-            with _numpy_updates():
+            with _without_numba():
                 return f(key="ours, numpy")
 
         cases: dict[str, Callable[[], float]] = {"ours": ours}
